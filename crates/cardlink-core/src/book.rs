@@ -1,0 +1,210 @@
+//! The offer book: every offer by id, the index that finds the candidates
+//! for a purchase without scanning the catalogue, and each offer's budget
+//! usage (R6).
+
+use rust_decimal::Decimal;
+use rustc_hash::FxHashMap;
+
+use crate::country::Country;
+use crate::money::Currency;
+use crate::offer::Offer;
+
+/// Position of an offer in the book. Slots are never reused, so an index
+/// stays valid for rewards that outlive their offer's retirement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OfferIdx(pub u32);
+
+/// What an offer's live rewards add up to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Sum of live reward values (R6), in the reward's unit.
+    pub used: Decimal,
+    /// Number of live rewards: transactions rewarded by this offer.
+    pub live: u64,
+}
+
+/// One offer and its usage.
+#[derive(Debug, Clone)]
+pub struct OfferSlot {
+    /// The current definition.
+    pub offer: Offer,
+    /// False once retired: it matches nothing, but its rewards still settle.
+    pub active: bool,
+    /// Budget usage.
+    pub usage: Usage,
+}
+
+/// Candidate lists of one currency. Each offer sits under exactly one
+/// anchor, its most selective non-empty restriction: merchant ids, else
+/// MCCs, else countries, else the catch-all list. A purchase has one mid,
+/// one MCC and at most one country, so it meets each offer at most once.
+#[derive(Debug, Default)]
+struct CurrencyIndex {
+    by_mid: FxHashMap<Box<str>, Vec<OfferIdx>>,
+    by_mcc: FxHashMap<u16, Vec<OfferIdx>>,
+    by_country: FxHashMap<Country, Vec<OfferIdx>>,
+    any: Vec<OfferIdx>,
+}
+
+/// All offers, indexed for matching, with their budget usage.
+#[derive(Debug, Default)]
+pub struct OfferBook {
+    slots: Vec<OfferSlot>,
+    by_id: FxHashMap<Box<str>, OfferIdx>,
+    index: FxHashMap<Currency, CurrencyIndex>,
+    active: usize,
+}
+
+impl OfferBook {
+    /// A book holding `offers`.
+    pub fn new(offers: impl IntoIterator<Item = Offer>) -> Self {
+        let mut book = OfferBook::default();
+        for offer in offers {
+            book.upsert(offer);
+        }
+        book
+    }
+
+    /// Adds an offer or replaces the definition of the offer with its id.
+    /// Usage is kept across a replacement: the live rewards still count
+    /// against the budget.
+    pub fn upsert(&mut self, offer: Offer) -> OfferIdx {
+        if let Some(&idx) = self.by_id.get(&offer.id) {
+            self.unindex(idx);
+            let slot = &mut self.slots[idx.0 as usize];
+            slot.offer = offer;
+            slot.active = true;
+            self.active += 1;
+            self.index_offer(idx);
+            return idx;
+        }
+        let idx = OfferIdx(u32::try_from(self.slots.len()).expect("fewer than 2^32 offers"));
+        self.by_id.insert(offer.id.clone(), idx);
+        self.slots.push(OfferSlot { offer, active: true, usage: Usage::default() });
+        self.active += 1;
+        self.index_offer(idx);
+        idx
+    }
+
+    /// Retires an offer: it matches no new purchase, while its existing
+    /// rewards still settle, revert and refund by its last definition.
+    /// Returns false when no active offer has that id.
+    pub fn retire(&mut self, id: &str) -> bool {
+        match self.by_id.get(id) {
+            Some(&idx) if self.slots[idx.0 as usize].active => {
+                self.unindex(idx);
+                self.slots[idx.0 as usize].active = false;
+                self.active -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The slot of an offer.
+    #[inline]
+    pub fn slot(&self, idx: OfferIdx) -> &OfferSlot {
+        &self.slots[idx.0 as usize]
+    }
+
+    /// The usage of an offer, for the lifecycle to update.
+    #[inline]
+    pub fn usage_mut(&mut self, idx: OfferIdx) -> &mut Usage {
+        &mut self.slots[idx.0 as usize].usage
+    }
+
+    /// Looks an offer up by id (active or retired).
+    pub fn find(&self, id: &str) -> Option<OfferIdx> {
+        self.by_id.get(id).copied()
+    }
+
+    /// Every slot, in the order offers were first added.
+    pub fn slots(&self) -> impl Iterator<Item = (OfferIdx, &OfferSlot)> {
+        self.slots.iter().enumerate().map(|(i, s)| (OfferIdx(i as u32), s))
+    }
+
+    /// Number of active offers.
+    pub fn active_len(&self) -> usize {
+        self.active
+    }
+
+    /// Calls `f` for each active offer that a purchase in `currency` at this
+    /// merchant could match; the caller judges the remaining rules. Costs a
+    /// few hash look-ups plus the candidates, whatever the catalogue's size.
+    #[inline]
+    pub fn for_each_candidate(
+        &self,
+        currency: Currency,
+        mid: &str,
+        mcc: u16,
+        country: Option<Country>,
+        mut f: impl FnMut(OfferIdx, &Offer),
+    ) {
+        let Some(ci) = self.index.get(&currency) else { return };
+        let mut visit = |list: &[OfferIdx]| {
+            for &idx in list {
+                f(idx, &self.slots[idx.0 as usize].offer);
+            }
+        };
+        if let Some(list) = ci.by_mid.get(mid) {
+            visit(list);
+        }
+        if let Some(list) = ci.by_mcc.get(&mcc) {
+            visit(list);
+        }
+        if let Some(list) = country.and_then(|c| ci.by_country.get(&c)) {
+            visit(list);
+        }
+        visit(&ci.any);
+    }
+
+    fn index_offer(&mut self, idx: OfferIdx) {
+        let offer = &self.slots[idx.0 as usize].offer;
+        let ci = self.index.entry(offer.currency).or_default();
+        if !offer.mids.is_empty() {
+            for mid in &offer.mids {
+                ci.by_mid.entry(mid.clone()).or_default().push(idx);
+            }
+        } else if !offer.mccs.is_empty() {
+            for &mcc in &offer.mccs {
+                ci.by_mcc.entry(mcc).or_default().push(idx);
+            }
+        } else if !offer.countries.is_empty() {
+            for &c in &offer.countries {
+                ci.by_country.entry(c).or_default().push(idx);
+            }
+        } else {
+            ci.any.push(idx);
+        }
+    }
+
+    fn unindex(&mut self, idx: OfferIdx) {
+        let offer = &self.slots[idx.0 as usize].offer;
+        let Some(ci) = self.index.get_mut(&offer.currency) else { return };
+        let drop_from = |list: &mut Vec<OfferIdx>| list.retain(|&i| i != idx);
+        if !offer.mids.is_empty() {
+            for mid in &offer.mids {
+                if let Some(list) = ci.by_mid.get_mut(mid) {
+                    drop_from(list);
+                    if list.is_empty() {
+                        ci.by_mid.remove(mid);
+                    }
+                }
+            }
+        } else if !offer.mccs.is_empty() {
+            for mcc in &offer.mccs {
+                if let Some(list) = ci.by_mcc.get_mut(mcc) {
+                    drop_from(list);
+                }
+            }
+        } else if !offer.countries.is_empty() {
+            for c in &offer.countries {
+                if let Some(list) = ci.by_country.get_mut(c) {
+                    drop_from(list);
+                }
+            }
+        } else {
+            drop_from(&mut ci.any);
+        }
+    }
+}

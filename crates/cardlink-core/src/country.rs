@@ -1,0 +1,69 @@
+//! ISO 3166-1 alpha-2 country codes.
+
+/// Officially assigned ISO 3166-1 alpha-2 codes, concatenated and sorted.
+const CODES: &str = "\
+AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ \
+BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS BT BV BW BY BZ \
+CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ \
+DE DJ DK DM DO DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR \
+GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY \
+HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP \
+KE KG KH KI KM KN KP KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY \
+MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ \
+NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY \
+QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ \
+TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ \
+VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW";
+
+/// A country as its two upper-case ASCII letters.
+pub type Country = [u8; 2];
+
+/// Parses an upper-case ISO 3166-1 alpha-2 code (`"US"`); lower case is refused.
+pub fn parse_country(s: &str) -> Option<Country> {
+    let b = s.as_bytes();
+    if b.len() != 2 || !b.iter().all(u8::is_ascii_uppercase) {
+        return None;
+    }
+    let n = CODES.len().div_ceil(3);
+    // CODES is a sorted table of fixed-width cells: binary search by cell.
+    let (mut lo, mut hi) = (0usize, n);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        let cell = &CODES.as_bytes()[mid * 3..mid * 3 + 2];
+        match cell.cmp(b) {
+            std::cmp::Ordering::Less => lo = mid + 1,
+            std::cmp::Ordering::Greater => hi = mid,
+            std::cmp::Ordering::Equal => return Some([b[0], b[1]]),
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_has_249_sorted_codes() {
+        let cells: Vec<&str> = CODES.split(' ').collect();
+        assert_eq!(cells.len(), 249);
+        assert!(cells.windows(2).all(|w| w[0] < w[1]));
+        assert!(cells.iter().all(|c| parse_country(c).is_some()));
+    }
+
+    #[test]
+    fn parse_table() {
+        fn check(input: &str, ok: bool) {
+            assert_eq!(parse_country(input).is_some(), ok, "{input:?}");
+        }
+        check("US", true);
+        check("JP", true);
+        check("AD", true);
+        check("ZW", true);
+        check("us", false);
+        check("XX", false);
+        check("UK", false);
+        check("USA", false);
+        check("", false);
+    }
+}

@@ -1,0 +1,493 @@
+//! The reward lifecycle: matching (R3–R7) and the transaction rules
+//! (R8–R11), applied to one validated event at a time.
+
+use chrono::{Datelike, Timelike, Utc};
+use rust_decimal::Decimal;
+
+use crate::book::{OfferBook, OfferIdx};
+use crate::event::{CardEvent, EventBody, EventKind, Money, Purchase, RawEvent, RejectReason, Rejection};
+use crate::money::{Currency, round_toward_zero};
+use crate::offer::{Offer, RewardRule};
+use crate::state::{CardState, CardStore, Reward, RewardStatus, Transaction, bump_live};
+
+/// Whether a reward is cash (in a currency) or points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RewardKind {
+    /// Cash in the offer's currency.
+    Cash(Currency),
+    /// Loyalty points.
+    Points,
+}
+
+impl RewardKind {
+    /// The contract's name: `CASH` or `POINTS`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RewardKind::Cash(_) => "CASH",
+            RewardKind::Points => "POINTS",
+        }
+    }
+
+    /// Digits a value of this kind is written with.
+    pub fn digits(self) -> u32 {
+        match self {
+            RewardKind::Cash(c) => c.exponent(),
+            RewardKind::Points => 0,
+        }
+    }
+
+    /// The kind of an offer's rewards.
+    pub fn of(offer: &Offer) -> Self {
+        if offer.reward.is_cash() { RewardKind::Cash(offer.currency) } else { RewardKind::Points }
+    }
+}
+
+/// One change to one reward: what a reward record carries (section 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RewardUpdate<'a> {
+    /// The offer.
+    pub offer_id: &'a str,
+    /// The card.
+    pub card_token: &'a str,
+    /// The transaction.
+    pub transaction_id: &'a str,
+    /// The event that made the change.
+    pub event_id: &'a str,
+    /// Status after the change.
+    pub status: RewardStatus,
+    /// Cash or points.
+    pub kind: RewardKind,
+    /// Value after the change.
+    pub value: Decimal,
+    /// Change since the previous record; the first record's delta is its value.
+    pub delta: Decimal,
+}
+
+/// Receives reward changes as the engine makes them.
+pub trait RewardSink {
+    /// Called once per changed reward, in a deterministic order.
+    fn reward(&mut self, update: &RewardUpdate<'_>);
+}
+
+impl<F: FnMut(&RewardUpdate<'_>)> RewardSink for F {
+    fn reward(&mut self, update: &RewardUpdate<'_>) {
+        self(update)
+    }
+}
+
+/// What became of a valid event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Processed: it may or may not have changed rewards.
+    Processed,
+    /// Its event id was already processed for the card (R2): no effect.
+    Duplicate,
+}
+
+/// The value of `offer` on `amount` (R4): the rule's value, capped at
+/// `max_reward`, cut to `budget_left`, rounded toward zero to the reward's
+/// unit. A product too large for exact decimals saturates before the caps.
+pub fn reward_value(offer: &Offer, amount: Decimal, budget_left: Option<Decimal>) -> Decimal {
+    let raw = match offer.reward {
+        RewardRule::Percent(p) => amount.checked_mul(p).map_or(Decimal::MAX, |v| v / Decimal::ONE_HUNDRED),
+        RewardRule::Fixed(f) => f,
+        RewardRule::PointsPerUnit(k) => amount.checked_mul(k).unwrap_or(Decimal::MAX),
+    };
+    let mut v = raw;
+    if let Some(cap) = offer.max_reward {
+        v = v.min(cap);
+    }
+    if let Some(left) = budget_left {
+        v = v.min(left.max(Decimal::ZERO));
+    }
+    round_toward_zero(v, offer.value_digits())
+}
+
+/// What is left of an offer's budget, not counting `own` (the value the
+/// reward being re-valued holds now). `None` when the offer has no budget.
+fn budget_left(book: &OfferBook, idx: OfferIdx, own: Decimal) -> Option<Decimal> {
+    let slot = book.slot(idx);
+    slot.offer.budget.map(|b| b - (slot.usage.used - own))
+}
+
+/// The local facts of a purchase that R3's time rules judge.
+struct When {
+    instant: chrono::DateTime<Utc>,
+    weekday_bit: u8,
+    second_of_day: u32,
+}
+
+fn eligible(
+    offer: &Offer,
+    used: Decimal,
+    p: &Purchase<'_>,
+    when: &When,
+    card: Option<&CardState>,
+    idx: OfferIdx,
+) -> bool {
+    // Currency and the anchor restriction (mid, else MCC, else country) are
+    // implied by the index; the rest is judged here, cheapest first.
+    (offer.networks == 0 || offer.networks & p.network.bit() != 0)
+        && (offer.mccs.is_empty() || offer.mccs.binary_search(&p.merchant.mcc).is_ok())
+        && (offer.countries.is_empty() || p.merchant.country.is_some_and(|c| offer.countries.binary_search(&c).is_ok()))
+        && (offer.mids.is_empty() || offer.mids.binary_search_by(|m| (**m).cmp(p.merchant.mid)).is_ok())
+        && offer.valid_from.is_none_or(|t| t <= when.instant)
+        && offer.valid_until.is_none_or(|t| when.instant < t)
+        && (offer.days == 0 || offer.days & when.weekday_bit != 0)
+        && offer.hours.is_none_or(|h| h.contains(when.second_of_day))
+        && p.money.amount > Decimal::ZERO
+        && p.money.amount >= offer.min_spend
+        && offer.budget.is_none_or(|b| used < b)
+        && (!offer.activation_required || card.is_some_and(|c| c.activations.contains(&*offer.id)))
+        && offer.max_per_card.is_none_or(|max| u64::from(card.map_or(0, |c| c.live_count(idx))) < max)
+}
+
+/// Decides the rewards of a new purchase (R3–R5): the best cash offer and
+/// every points offer, each with its R4 value.
+fn match_purchase(
+    book: &OfferBook,
+    p: &Purchase<'_>,
+    occurred_at: chrono::DateTime<chrono::FixedOffset>,
+    card: Option<&CardState>,
+) -> Vec<(OfferIdx, Decimal)> {
+    let local = occurred_at.naive_local();
+    let when = When {
+        instant: occurred_at.with_timezone(&Utc),
+        weekday_bit: 1 << local.weekday().num_days_from_monday(),
+        second_of_day: local.num_seconds_from_midnight(),
+    };
+    let mut best_cash: Option<(OfferIdx, Decimal)> = None;
+    let mut out = Vec::new();
+    book.for_each_candidate(p.money.currency, p.merchant.mid, p.merchant.mcc, p.merchant.country, |idx, offer| {
+        let used = book.slot(idx).usage.used;
+        if !eligible(offer, used, p, &when, card, idx) {
+            return;
+        }
+        let value = reward_value(offer, p.money.amount, offer.budget.map(|b| b - used));
+        if value.is_zero() {
+            return;
+        }
+        if offer.reward.is_cash() {
+            // R5: the largest value wins; a tie goes to the smallest id.
+            let better = match best_cash {
+                None => true,
+                Some((b, bv)) => value > bv || (value == bv && offer.id < book.slot(b).offer.id),
+            };
+            if better {
+                best_cash = Some((idx, value));
+            }
+        } else {
+            out.push((idx, value));
+        }
+    });
+    if let Some(cash) = best_cash {
+        out.insert(0, cash);
+    }
+    out
+}
+
+/// The event's identifiers, carried into every record it emits.
+struct Ctx<'a> {
+    card_token: &'a str,
+    transaction_id: &'a str,
+    event_id: &'a str,
+}
+
+/// Moves a reward to `status` and `value`, keeping the offer's usage and
+/// the card's live counts exact, and emits a record when anything changed.
+fn set_reward(
+    book: &mut OfferBook,
+    live: &mut Vec<(OfferIdx, u32)>,
+    reward: &mut Reward,
+    status: RewardStatus,
+    value: Decimal,
+    ctx: &Ctx<'_>,
+    sink: &mut impl RewardSink,
+) {
+    if reward.status == status && reward.value == value {
+        return;
+    }
+    let was_live = reward.is_live();
+    let delta = value - reward.value;
+    reward.status = status;
+    reward.value = value;
+    let is_live = reward.is_live();
+    let usage = book.usage_mut(reward.offer);
+    usage.used += delta;
+    if was_live != is_live {
+        if is_live {
+            usage.live += 1;
+        } else {
+            usage.live -= 1;
+        }
+        bump_live(live, reward.offer, is_live);
+    }
+    let offer = &book.slot(reward.offer).offer;
+    sink.reward(&RewardUpdate {
+        offer_id: &offer.id,
+        card_token: ctx.card_token,
+        transaction_id: ctx.transaction_id,
+        event_id: ctx.event_id,
+        status,
+        kind: RewardKind::of(offer),
+        value,
+        delta,
+    });
+}
+
+/// Applies one valid event to the book and the card's state (R1's
+/// currency checks, R2, R8–R11). A rejection changes nothing.
+pub fn apply(
+    book: &mut OfferBook,
+    cards: &mut CardStore,
+    event: &CardEvent<'_>,
+    sink: &mut impl RewardSink,
+) -> Result<Applied, Rejection> {
+    let existing = cards.get_mut(event.card_token);
+    // R1: a clearing must be in its authorization's currency, a refund in
+    // its clearing's. Judged before R2, so a mismatch is never a duplicate.
+    if let Some(card) = existing.as_deref() {
+        let mismatch = match event.body {
+            EventBody::Clearing(p) => card
+                .transactions
+                .get(p.transaction_id)
+                .and_then(|t| t.auth_currency)
+                .filter(|c| *c != p.money.currency)
+                .map(|c| ("authorization", c, p.money.currency)),
+            EventBody::Refund { transaction_id, money } => card
+                .transactions
+                .get(transaction_id)
+                .and_then(|t| t.cleared)
+                .filter(|m| m.currency != money.currency)
+                .map(|m| ("clearing", m.currency, money.currency)),
+            _ => None,
+        };
+        if let Some((what, theirs, ours)) = mismatch {
+            return Err(Rejection::new(
+                RejectReason::CurrencyMismatch,
+                "currency",
+                format!("currency {ours} differs from the {what}'s {theirs}"),
+            ));
+        }
+        if card.seen.contains(event.event_id) {
+            return Ok(Applied::Duplicate);
+        }
+    }
+    let card = match existing {
+        Some(c) => c,
+        None => cards.get_or_insert(event.card_token),
+    };
+    card.seen.insert(Box::from(event.event_id));
+
+    match event.body {
+        EventBody::Activation { offer_id } => {
+            if !card.activations.contains(offer_id) {
+                card.activations.insert(Box::from(offer_id));
+            }
+        }
+        EventBody::Authorization(p) => {
+            if !card.transactions.contains_key(p.transaction_id) {
+                open_transaction(book, card, event, &p, RewardStatus::Pending, sink);
+            }
+        }
+        EventBody::Clearing(p) => clear(book, card, event, &p, sink),
+        EventBody::AuthReversal { transaction_id } => {
+            let CardState { transactions, live, .. } = card;
+            if let Some(tx) = transactions.get_mut(transaction_id).filter(|t| t.cleared.is_none()) {
+                let ctx = Ctx { card_token: event.card_token, transaction_id, event_id: event.event_id };
+                for r in tx.rewards.iter_mut().filter(|r| r.status == RewardStatus::Pending) {
+                    set_reward(book, live, r, RewardStatus::Cancelled, Decimal::ZERO, &ctx, sink);
+                }
+            }
+        }
+        EventBody::Refund { transaction_id, money } => refund(book, card, event, transaction_id, money, sink),
+    }
+    Ok(Applied::Processed)
+}
+
+/// R8, and R9 for a clearing without authorization: a new transaction whose
+/// rewards are decided by R3–R7 and start in `status`.
+fn open_transaction(
+    book: &mut OfferBook,
+    card: &mut CardState,
+    event: &CardEvent<'_>,
+    p: &Purchase<'_>,
+    status: RewardStatus,
+    sink: &mut impl RewardSink,
+) {
+    let matched = match_purchase(book, p, event.occurred_at, Some(card));
+    let cleared = (status == RewardStatus::Confirmed).then_some(p.money);
+    let tx = Transaction {
+        auth_currency: (status == RewardStatus::Pending).then_some(p.money.currency),
+        cleared,
+        net: if cleared.is_some() { p.money.amount } else { Decimal::ZERO },
+        rewards: Vec::with_capacity(matched.len()),
+    };
+    let CardState { transactions, live, .. } = card;
+    let tx = transactions.entry(Box::from(p.transaction_id)).or_insert(tx);
+    let ctx = Ctx { card_token: event.card_token, transaction_id: p.transaction_id, event_id: event.event_id };
+    for (offer, value) in matched {
+        let mut r = Reward { offer, status: RewardStatus::Cancelled, value: Decimal::ZERO };
+        set_reward(book, live, &mut r, status, value, &ctx, sink);
+        tx.rewards.push(r);
+    }
+}
+
+/// R9: settles an authorized transaction on its cleared amount, or opens a
+/// confirmed one when it was never authorized. A second clearing is a no-op.
+fn clear(
+    book: &mut OfferBook,
+    card: &mut CardState,
+    event: &CardEvent<'_>,
+    p: &Purchase<'_>,
+    sink: &mut impl RewardSink,
+) {
+    if !card.transactions.contains_key(p.transaction_id) {
+        return open_transaction(book, card, event, p, RewardStatus::Confirmed, sink);
+    }
+    let CardState { transactions, live, .. } = card;
+    let tx = transactions.get_mut(p.transaction_id).expect("checked above");
+    if tx.cleared.is_some() {
+        return;
+    }
+    tx.cleared = Some(p.money);
+    tx.net = p.money.amount;
+    let ctx = Ctx { card_token: event.card_token, transaction_id: p.transaction_id, event_id: event.event_id };
+    let amount = p.money.amount;
+    for r in tx.rewards.iter_mut().filter(|r| r.status == RewardStatus::Pending) {
+        let offer = &book.slot(r.offer).offer;
+        let value = if amount.is_zero() || amount < offer.min_spend {
+            Decimal::ZERO
+        } else {
+            reward_value(offer, amount, budget_left(book, r.offer, r.value))
+        };
+        let status = if value.is_zero() { RewardStatus::Cancelled } else { RewardStatus::Confirmed };
+        set_reward(book, live, r, status, value, &ctx, sink);
+    }
+}
+
+/// R11: lowers the net amount and re-values every confirmed reward on it,
+/// never upward.
+fn refund(
+    book: &mut OfferBook,
+    card: &mut CardState,
+    event: &CardEvent<'_>,
+    transaction_id: &str,
+    money: Money,
+    sink: &mut impl RewardSink,
+) {
+    let CardState { transactions, live, .. } = card;
+    let Some(tx) = transactions.get_mut(transaction_id) else { return };
+    if !tx.rewards.iter().any(|r| r.status == RewardStatus::Confirmed) {
+        return;
+    }
+    tx.net = (tx.net - money.amount).max(Decimal::ZERO);
+    let net = tx.net;
+    let ctx = Ctx { card_token: event.card_token, transaction_id, event_id: event.event_id };
+    for r in tx.rewards.iter_mut().filter(|r| r.status == RewardStatus::Confirmed) {
+        let offer = &book.slot(r.offer).offer;
+        if net.is_zero() || net < offer.min_spend {
+            set_reward(book, live, r, RewardStatus::Cancelled, Decimal::ZERO, &ctx, sink);
+        } else {
+            let value = reward_value(offer, net, budget_left(book, r.offer, r.value)).min(r.value);
+            set_reward(book, live, r, RewardStatus::Confirmed, value, &ctx, sink);
+        }
+    }
+}
+
+/// Event counts for the ledger's `events` section and the summary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Valid, non-duplicate events (ACTIVATION included).
+    pub processed: u64,
+    /// Valid events whose id was already processed (R2).
+    pub duplicate: u64,
+    /// Rejected events (R1).
+    pub rejected: u64,
+    /// Processed events by kind, in [`EventKind::ALL`] order.
+    pub processed_by_kind: [u64; 5],
+    /// Rejected events by reason, in [`RejectReason::ALL`] order.
+    pub rejected_by_reason: [u64; 5],
+}
+
+impl Counters {
+    /// Counts a rejection.
+    pub fn count_rejection(&mut self, reason: RejectReason) {
+        self.rejected += 1;
+        self.rejected_by_reason[RejectReason::ALL.iter().position(|r| *r == reason).expect("listed")] += 1;
+    }
+
+    fn count_applied(&mut self, kind: EventKind, applied: Applied) {
+        match applied {
+            Applied::Duplicate => self.duplicate += 1,
+            Applied::Processed => {
+                self.processed += 1;
+                self.processed_by_kind[EventKind::ALL.iter().position(|k| *k == kind).expect("listed")] += 1;
+            }
+        }
+    }
+}
+
+/// The engine in one piece: the offer book, every card's state and the
+/// event counters. The replay command, the benchmarks and the tests drive
+/// it; a partitioned pipeline can call [`apply`] with a store per partition.
+#[derive(Debug, Default)]
+pub struct Engine {
+    /// Offers and budgets.
+    pub book: OfferBook,
+    /// Per-card state.
+    pub cards: CardStore,
+    /// Event counts.
+    pub counters: Counters,
+}
+
+/// What [`Engine::process`] did with an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Valid and new.
+    Processed,
+    /// Valid, already seen (R2).
+    Duplicate,
+    /// Rejected (R1); goes to the dead letters.
+    Rejected(Rejection),
+}
+
+impl Engine {
+    /// An engine over these offers, with no card state.
+    pub fn new(book: OfferBook) -> Self {
+        Engine { book, ..Engine::default() }
+    }
+
+    /// Validates and applies a raw event, counting the outcome.
+    pub fn process(&mut self, raw: &RawEvent<'_>, sink: &mut impl RewardSink) -> Outcome {
+        match crate::event::validate(raw) {
+            Ok(event) => self.apply(&event, sink),
+            Err(rejection) => {
+                self.counters.count_rejection(rejection.reason);
+                Outcome::Rejected(rejection)
+            }
+        }
+    }
+
+    /// Applies a validated event, counting the outcome.
+    pub fn apply(&mut self, event: &CardEvent<'_>, sink: &mut impl RewardSink) -> Outcome {
+        match apply(&mut self.book, &mut self.cards, event, sink) {
+            Ok(applied) => {
+                self.counters.count_applied(event.kind(), applied);
+                match applied {
+                    Applied::Processed => Outcome::Processed,
+                    Applied::Duplicate => Outcome::Duplicate,
+                }
+            }
+            Err(rejection) => {
+                self.counters.count_rejection(rejection.reason);
+                Outcome::Rejected(rejection)
+            }
+        }
+    }
+
+    /// Counts a record that could not even be decoded.
+    pub fn count_malformed(&mut self) {
+        self.counters.count_rejection(RejectReason::Malformed);
+    }
+}

@@ -1,0 +1,154 @@
+//! Per-card state: what R2 and R7–R11 need to remember about one card.
+//!
+//! Everything here is keyed by card token, so a pipeline can split it by
+//! the partition that owns the card, and snapshot or changelog it.
+
+use rust_decimal::Decimal;
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::book::OfferIdx;
+use crate::event::Money;
+use crate::money::Currency;
+
+/// Status of a reward (contract section 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RewardStatus {
+    /// Decided on authorization; not yet settled.
+    Pending,
+    /// Settled by a clearing.
+    Confirmed,
+    /// Reverted; its value is zero.
+    Cancelled,
+}
+
+impl RewardStatus {
+    /// The contract's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RewardStatus::Pending => "PENDING",
+            RewardStatus::Confirmed => "CONFIRMED",
+            RewardStatus::Cancelled => "CANCELLED",
+        }
+    }
+}
+
+/// One offer's reward on one transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reward {
+    /// The offer that made it.
+    pub offer: OfferIdx,
+    /// Current status.
+    pub status: RewardStatus,
+    /// Current value, in the reward's unit.
+    pub value: Decimal,
+}
+
+impl Reward {
+    /// Live: pending or confirmed with a value above zero (R6).
+    #[inline]
+    pub fn is_live(&self) -> bool {
+        self.status != RewardStatus::Cancelled && self.value > Decimal::ZERO
+    }
+}
+
+/// A purchase of a card: authorized, cleared, or both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transaction {
+    /// Currency of the authorization, when there was one.
+    pub auth_currency: Option<Currency>,
+    /// The clearing, once cleared.
+    pub cleared: Option<Money>,
+    /// Cleared amount less refunds so far, never below zero (R11).
+    pub net: Decimal,
+    /// The rewards decided for it, at most one per offer.
+    pub rewards: Vec<Reward>,
+}
+
+/// What cardlink remembers about one card.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CardState {
+    /// Ids of processed events (R2).
+    pub seen: FxHashSet<Box<str>>,
+    /// Offers the card activated (R3).
+    pub activations: FxHashSet<Box<str>>,
+    /// Transactions by id (R8–R11).
+    pub transactions: FxHashMap<Box<str>, Transaction>,
+    /// Live rewards per offer (R7); entries at zero are removed.
+    pub live: Vec<(OfferIdx, u32)>,
+}
+
+impl CardState {
+    /// Live rewards of `offer` on this card (R7).
+    #[inline]
+    pub fn live_count(&self, offer: OfferIdx) -> u32 {
+        self.live.iter().find(|(o, _)| *o == offer).map_or(0, |(_, n)| *n)
+    }
+}
+
+/// Adjusts the per-card live count of `offer` by +1 or −1.
+pub(crate) fn bump_live(live: &mut Vec<(OfferIdx, u32)>, offer: OfferIdx, up: bool) {
+    match live.iter().position(|(o, _)| *o == offer) {
+        Some(i) if up => live[i].1 += 1,
+        Some(i) => {
+            live[i].1 -= 1;
+            if live[i].1 == 0 {
+                live.swap_remove(i);
+            }
+        }
+        None if up => live.push((offer, 1)),
+        None => debug_assert!(false, "live count below zero"),
+    }
+}
+
+/// Every card's state, by card token.
+#[derive(Debug, Clone, Default)]
+pub struct CardStore {
+    cards: FxHashMap<Box<str>, CardState>,
+}
+
+impl CardStore {
+    /// The state of a card, if it has any.
+    #[inline]
+    pub fn get(&self, token: &str) -> Option<&CardState> {
+        self.cards.get(token)
+    }
+
+    /// The state of a card, for change.
+    #[inline]
+    pub fn get_mut(&mut self, token: &str) -> Option<&mut CardState> {
+        self.cards.get_mut(token)
+    }
+
+    /// The state of a card, created empty when new.
+    pub fn get_or_insert(&mut self, token: &str) -> &mut CardState {
+        if !self.cards.contains_key(token) {
+            self.cards.insert(Box::from(token), CardState::default());
+        }
+        self.cards.get_mut(token).expect("just inserted")
+    }
+
+    /// Every card, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &CardState)> {
+        self.cards.iter().map(|(k, v)| (&**k, v))
+    }
+
+    /// Number of cards with state.
+    pub fn len(&self) -> usize {
+        self.cards.len()
+    }
+
+    /// True when no card has state.
+    pub fn is_empty(&self) -> bool {
+        self.cards.is_empty()
+    }
+
+    /// Puts a card's state in place (restoring from a snapshot).
+    pub fn insert(&mut self, token: &str, state: CardState) {
+        self.cards.insert(Box::from(token), state);
+    }
+
+    /// Removes a card's state (a partition moving away).
+    pub fn remove(&mut self, token: &str) -> Option<CardState> {
+        self.cards.remove(token)
+    }
+}
