@@ -1,0 +1,199 @@
+//! Replays recorded card events through the engine (contract section 6).
+//!
+//! The file adapter of cardlink: it frames records out of JSON Lines or
+//! length-delimited protobuf streams, hands each to the pure core, and
+//! writes reward records, dead letters and the ledger. Files are streamed
+//! record by record, never held whole in memory.
+#![warn(missing_docs)]
+
+mod framing;
+mod summary;
+
+use std::io::{self, BufRead, Write};
+use std::time::{Duration, Instant};
+
+use cardlink_core::{Engine, Ledger, OfferBook, Outcome, RewardStatus, RewardUpdate};
+use cardlink_wire::{Format, decode_json_event, decode_proto_event, raw_from_proto};
+
+pub use framing::{Frame, RecordReader};
+pub use summary::{RewardTally, Summary};
+
+/// Bytes buffered before an output is written through.
+const FLUSH_AT: usize = 256 * 1024;
+
+/// Drives the engine record by record and writes what it produces.
+pub struct Replayer {
+    /// The engine; its state is the run's state.
+    pub engine: Engine,
+    rewards: Option<Box<dyn Write>>,
+    dead_letters: Option<Box<dyn Write>>,
+    reward_buf: Vec<u8>,
+    dead_buf: Vec<u8>,
+    tally: RewardTally,
+}
+
+impl Replayer {
+    /// A replayer over these offers, writing rewards and dead letters where
+    /// asked (`None` discards them).
+    pub fn new(book: OfferBook, rewards: Option<Box<dyn Write>>, dead_letters: Option<Box<dyn Write>>) -> Self {
+        Replayer {
+            engine: Engine::new(book),
+            rewards,
+            dead_letters,
+            reward_buf: Vec::with_capacity(FLUSH_AT + 4096),
+            dead_buf: Vec::new(),
+            tally: RewardTally::default(),
+        }
+    }
+
+    /// Processes one record in `format`; `source` names it in a dead letter.
+    pub fn feed(&mut self, format: Format, record: &[u8], source: impl FnOnce() -> String) -> io::Result<()> {
+        let write_rewards = self.rewards.is_some();
+        let buf = &mut self.reward_buf;
+        let tally = &mut self.tally;
+        let mut sink = |u: &RewardUpdate<'_>| {
+            tally.count(u);
+            if write_rewards {
+                cardlink_wire::write_reward_json(u, buf);
+            }
+        };
+        let outcome;
+        let proto_holder;
+        let raw = match format {
+            Format::Json => decode_json_event(record),
+            Format::Protobuf => match decode_proto_event(record) {
+                Ok(e) => {
+                    proto_holder = e;
+                    Ok(raw_from_proto(&proto_holder))
+                }
+                Err(r) => Err(r),
+            },
+        };
+        match raw {
+            Ok(raw) => {
+                outcome = self.engine.process(&raw, &mut sink);
+                if let Outcome::Rejected(rejection) = &outcome {
+                    self.dead_letter(rejection, Some(&raw), record, source);
+                }
+            }
+            Err(rejection) => {
+                self.engine.count_malformed();
+                self.dead_letter(&rejection, None, record, source);
+            }
+        }
+        if self.reward_buf.len() >= FLUSH_AT {
+            self.flush_rewards()?;
+        }
+        if self.dead_buf.len() >= FLUSH_AT {
+            self.flush_dead_letters()?;
+        }
+        Ok(())
+    }
+
+    fn dead_letter(
+        &mut self,
+        rejection: &cardlink_core::Rejection,
+        raw: Option<&cardlink_core::RawEvent<'_>>,
+        record: &[u8],
+        source: impl FnOnce() -> String,
+    ) {
+        if self.dead_letters.is_some() {
+            let d = cardlink_wire::dead_letter(rejection, raw, record, source());
+            cardlink_wire::write_dead_letter_json(&d, &mut self.dead_buf);
+        }
+    }
+
+    fn flush_rewards(&mut self) -> io::Result<()> {
+        if let Some(w) = &mut self.rewards {
+            w.write_all(&self.reward_buf)?;
+        }
+        self.reward_buf.clear();
+        Ok(())
+    }
+
+    fn flush_dead_letters(&mut self) -> io::Result<()> {
+        if let Some(w) = &mut self.dead_letters {
+            w.write_all(&self.dead_buf)?;
+        }
+        self.dead_buf.clear();
+        Ok(())
+    }
+
+    /// Replays every record of `input`, calling `progress` now and then with
+    /// the number of records read so far.
+    pub fn run(
+        &mut self,
+        format: Format,
+        input: impl BufRead,
+        source_name: &str,
+        mut progress: impl FnMut(u64),
+    ) -> io::Result<()> {
+        let mut reader = RecordReader::new(input, format);
+        let mut n = 0u64;
+        while let Some(frame) = reader.next_record()? {
+            n += 1;
+            match frame {
+                Frame::Record { bytes, position } => {
+                    self.feed(format, bytes, || format!("{source_name}:{position}"))?;
+                }
+                Frame::Broken { bytes, position, why } => {
+                    let rejection = cardlink_core::Rejection::malformed(why);
+                    self.engine.count_malformed();
+                    self.dead_letter(&rejection, None, &bytes, || format!("{source_name}:{position}"));
+                }
+            }
+            if n % 65_536 == 0 {
+                progress(n);
+            }
+        }
+        progress(n);
+        Ok(())
+    }
+
+    /// Writes out what is buffered and returns the ledger and the summary.
+    pub fn finish(mut self) -> io::Result<(Ledger, Summary)> {
+        self.flush_rewards()?;
+        self.flush_dead_letters()?;
+        for w in [&mut self.rewards, &mut self.dead_letters].into_iter().flatten() {
+            w.flush()?;
+        }
+        let ledger = Ledger::build(&self.engine.book, [&self.engine.cards], &self.engine.counters);
+        let summary = Summary::new(&self.engine, &ledger, self.tally);
+        Ok((ledger, summary))
+    }
+}
+
+/// Prints a one-line progress meter on a terminal at most every 200 ms.
+pub struct Progress {
+    started: Instant,
+    last: Instant,
+    enabled: bool,
+}
+
+impl Progress {
+    /// A meter that draws only when `enabled` (stderr is a terminal).
+    pub fn new(enabled: bool) -> Self {
+        let now = Instant::now();
+        Progress { started: now, last: now, enabled }
+    }
+
+    /// Redraws with `n` records done.
+    pub fn update(&mut self, n: u64) {
+        if !self.enabled || self.last.elapsed() < Duration::from_millis(200) {
+            return;
+        }
+        self.last = Instant::now();
+        let secs = self.started.elapsed().as_secs_f64().max(1e-9);
+        eprint!("\r  {:>12} events  {:>10.0} events/s ", n, n as f64 / secs);
+    }
+
+    /// Clears the meter's line.
+    pub fn done(&self) {
+        if self.enabled {
+            eprint!("\r{:60}\r", "");
+        }
+    }
+}
+
+/// Status names in the order a summary lists them.
+pub const STATUSES: [RewardStatus; 3] = [RewardStatus::Pending, RewardStatus::Confirmed, RewardStatus::Cancelled];

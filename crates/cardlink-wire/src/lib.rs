@@ -1,0 +1,382 @@
+//! cardlink's wire formats.
+//!
+//! Decoders turn outside bytes into the core's [`RawEvent`] (JSON and
+//! protobuf alike, so R1 is judged once); encoders write reward records,
+//! dead letters and events in the contract's JSON form or as protobuf.
+//! Pure functions over byte slices: framing and I/O live in the adapters.
+#![warn(missing_docs)]
+
+use std::borrow::Cow;
+
+use cardlink_core::event::{Field, MerchantField, RawMerchant};
+use cardlink_core::money::format_fixed;
+use cardlink_core::{RawEvent, RejectReason, Rejection, RewardKind, RewardStatus, RewardUpdate, pan, reward_id};
+use cardlink_proto::v1 as pb;
+use prost::Message;
+use serde_json::{Map, Value, json};
+
+pub use cardlink_proto::v1;
+
+/// Largest record accepted from outside, in bytes. Larger records are
+/// rejected as MALFORMED without being parsed.
+pub const MAX_RECORD_BYTES: usize = 64 * 1024;
+
+/// Format of an event stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// JSON Lines: one JSON object a line.
+    Json,
+    /// Protobuf `cardlink.v1.CardEvent`; in files, each message is preceded
+    /// by its length as a varint.
+    Protobuf,
+}
+
+/// Decodes one JSON event. Fails only when the bytes are not a JSON object
+/// at all; field-level problems are left to [`cardlink_core::validate`].
+pub fn decode_json_event(bytes: &[u8]) -> Result<RawEvent<'_>, Rejection> {
+    if bytes.len() > MAX_RECORD_BYTES {
+        return Err(Rejection::malformed(format!("record of {} bytes exceeds {MAX_RECORD_BYTES}", bytes.len())));
+    }
+    // Serde would read a JSON array positionally into the struct: only an
+    // object is an event.
+    if bytes.trim_ascii_start().first() != Some(&b'{') {
+        return Err(Rejection::malformed("not a JSON event object: the record must be a JSON object"));
+    }
+    serde_json::from_slice(bytes).map_err(|e| Rejection::malformed(format!("not a JSON event object: {e}")))
+}
+
+/// Decodes one protobuf `CardEvent`.
+pub fn decode_proto_event(bytes: &[u8]) -> Result<pb::CardEvent, Rejection> {
+    if bytes.len() > MAX_RECORD_BYTES {
+        return Err(Rejection::malformed(format!("record of {} bytes exceeds {MAX_RECORD_BYTES}", bytes.len())));
+    }
+    pb::CardEvent::decode(bytes).map_err(|e| Rejection::malformed(format!("not a protobuf CardEvent: {e}")))
+}
+
+fn kind_name(kind: i32) -> Field<'static> {
+    match pb::EventKind::try_from(kind) {
+        Ok(pb::EventKind::Unspecified) => Field::Absent,
+        Ok(k) => Field::str(k.as_str_name()),
+        // An unknown enum number: keep it visible so R1 rejects it by name.
+        Err(_) => Field::Str(Cow::Owned(kind.to_string())),
+    }
+}
+
+fn network_name(network: i32) -> Field<'static> {
+    match pb::Network::try_from(network) {
+        Ok(pb::Network::Unspecified) => Field::Absent,
+        Ok(n) => Field::str(n.as_str_name()),
+        Err(_) => Field::Str(Cow::Owned(network.to_string())),
+    }
+}
+
+fn opt(s: &Option<String>) -> Field<'_> {
+    s.as_deref().map_or(Field::Absent, Field::str)
+}
+
+/// Views a protobuf event as a raw event (borrowing its strings).
+pub fn raw_from_proto(e: &pb::CardEvent) -> RawEvent<'_> {
+    RawEvent {
+        event_id: opt(&e.event_id),
+        kind: kind_name(e.kind),
+        card_token: opt(&e.card_token),
+        occurred_at: opt(&e.occurred_at),
+        network: network_name(e.network),
+        transaction_id: opt(&e.transaction_id),
+        amount: opt(&e.amount),
+        currency: opt(&e.currency),
+        merchant: match &e.merchant {
+            None => MerchantField::Absent,
+            Some(m) => MerchantField::Object(RawMerchant {
+                mid: opt(&m.mid),
+                mcc: opt(&m.mcc),
+                country: opt(&m.country),
+                name: opt(&m.name),
+            }),
+        },
+        offer_id: opt(&e.offer_id),
+    }
+}
+
+/// Writes an event in the contract's JSON form (one line, no newline).
+/// Enum values outside the schema are written as their number, which R1
+/// rejects on the way back in.
+pub fn event_to_json(e: &pb::CardEvent) -> String {
+    let mut m = Map::new();
+    let mut put = |k: &str, v: &Option<String>| {
+        if let Some(v) = v {
+            m.insert(k.into(), Value::String(v.clone()));
+        }
+    };
+    put("event_id", &e.event_id);
+    put("card_token", &e.card_token);
+    put("occurred_at", &e.occurred_at);
+    put("transaction_id", &e.transaction_id);
+    put("amount", &e.amount);
+    put("currency", &e.currency);
+    put("offer_id", &e.offer_id);
+    if let Field::Str(k) = kind_name(e.kind) {
+        m.insert("kind".into(), Value::String(k.into_owned()));
+    }
+    if let Field::Str(n) = network_name(e.network) {
+        m.insert("network".into(), Value::String(n.into_owned()));
+    }
+    if let Some(mer) = &e.merchant {
+        let mut o = Map::new();
+        for (k, v) in [("mid", &mer.mid), ("mcc", &mer.mcc), ("country", &mer.country), ("name", &mer.name)] {
+            if let Some(v) = v {
+                o.insert(k.into(), Value::String(v.clone()));
+            }
+        }
+        m.insert("merchant".into(), Value::Object(o));
+    }
+    Value::Object(m).to_string()
+}
+
+/// Parses the contract's kind name into the protobuf enum.
+pub fn event_kind_from_name(name: &str) -> Option<pb::EventKind> {
+    pb::EventKind::from_str_name(name).filter(|k| *k != pb::EventKind::Unspecified)
+}
+
+/// Parses the contract's network name into the protobuf enum.
+pub fn network_from_name(name: &str) -> Option<pb::Network> {
+    pb::Network::from_str_name(name).filter(|n| *n != pb::Network::Unspecified)
+}
+
+fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
+}
+
+/// Appends a reward record in the contract's JSON form, with a newline.
+pub fn write_reward_json(u: &RewardUpdate<'_>, out: &mut Vec<u8>) {
+    let digits = u.kind.digits();
+    out.extend_from_slice(b"{\"reward_id\":");
+    push_json_str(out, &reward_id(u.offer_id, u.transaction_id, u.card_token));
+    for (key, v) in [
+        ("offer_id", u.offer_id),
+        ("card_token", u.card_token),
+        ("transaction_id", u.transaction_id),
+        ("event_id", u.event_id),
+    ] {
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\":");
+        push_json_str(out, v);
+    }
+    out.extend_from_slice(b",\"status\":\"");
+    out.extend_from_slice(u.status.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"kind\":\"");
+    out.extend_from_slice(u.kind.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"value\":\"");
+    out.extend_from_slice(format_fixed(u.value, digits).as_bytes());
+    out.extend_from_slice(b"\",\"delta\":\"");
+    out.extend_from_slice(format_fixed(u.delta, digits).as_bytes());
+    out.push(b'"');
+    if let RewardKind::Cash(c) = u.kind {
+        out.extend_from_slice(b",\"currency\":\"");
+        out.extend_from_slice(c.code().as_bytes());
+        out.push(b'"');
+    }
+    out.extend_from_slice(b"}\n");
+}
+
+/// A reward record as a protobuf message.
+pub fn reward_to_proto(u: &RewardUpdate<'_>) -> pb::RewardRecord {
+    let digits = u.kind.digits();
+    pb::RewardRecord {
+        reward_id: reward_id(u.offer_id, u.transaction_id, u.card_token),
+        offer_id: u.offer_id.to_owned(),
+        card_token: u.card_token.to_owned(),
+        transaction_id: u.transaction_id.to_owned(),
+        event_id: u.event_id.to_owned(),
+        status: match u.status {
+            RewardStatus::Pending => pb::RewardStatus::Pending,
+            RewardStatus::Confirmed => pb::RewardStatus::Confirmed,
+            RewardStatus::Cancelled => pb::RewardStatus::Cancelled,
+        } as i32,
+        kind: match u.kind {
+            RewardKind::Cash(_) => pb::RewardKind::Cash,
+            RewardKind::Points => pb::RewardKind::Points,
+        } as i32,
+        value: format_fixed(u.value, digits),
+        delta: format_fixed(u.delta, digits),
+        currency: match u.kind {
+            RewardKind::Cash(c) => Some(c.code().to_owned()),
+            RewardKind::Points => None,
+        },
+    }
+}
+
+/// A reward record in the contract's JSON form, from its protobuf message.
+pub fn reward_proto_to_json(r: &pb::RewardRecord) -> Value {
+    let mut v = json!({
+        "reward_id": r.reward_id, "offer_id": r.offer_id, "card_token": r.card_token,
+        "transaction_id": r.transaction_id, "event_id": r.event_id,
+        "status": pb::RewardStatus::try_from(r.status).map_or("UNKNOWN", |s| s.as_str_name()),
+        "kind": pb::RewardKind::try_from(r.kind).map_or("UNKNOWN", |k| k.as_str_name()),
+        "value": r.value, "delta": r.delta,
+    });
+    if let Some(c) = &r.currency {
+        v["currency"] = Value::String(c.clone());
+    }
+    v
+}
+
+/// Most bytes of the original record a dead letter keeps.
+pub const DEAD_LETTER_RECORD_BYTES: usize = 4096;
+
+/// Builds the dead letter of a rejected record. The card token, the event
+/// id and the original record are kept only with raw card numbers masked;
+/// for PAN_DETECTED only the token's last four digits are kept.
+pub fn dead_letter(rejection: &Rejection, raw: Option<&RawEvent<'_>>, record: &[u8], source: String) -> pb::DeadLetter {
+    let text = |f: &Field<'_>| match f {
+        Field::Str(s) => Some(pan::mask_pans(s).into_owned()),
+        _ => None,
+    };
+    let card_token = raw.and_then(|r| match &r.card_token {
+        Field::Str(s) if rejection.reason == RejectReason::PanDetected => Some(pan::last_four(s).to_owned()),
+        f => text(f),
+    });
+    let cut = &record[..record.len().min(DEAD_LETTER_RECORD_BYTES)];
+    let shown = String::from_utf8_lossy(cut);
+    pb::DeadLetter {
+        reason: rejection.reason.as_str().to_owned(),
+        field: rejection.field.map(str::to_owned),
+        detail: pan::mask_pans(&rejection.detail).into_owned(),
+        event_id: raw.and_then(|r| text(&r.event_id)),
+        card_token,
+        source,
+        record: pan::mask_pans(&shown).into_owned(),
+    }
+}
+
+/// Appends a dead letter as one JSON line. The whole line is masked once
+/// more, so no 13–19 digit Luhn-valid number can leave through it.
+pub fn write_dead_letter_json(d: &pb::DeadLetter, out: &mut Vec<u8>) {
+    let mut v = json!({"reason": d.reason, "detail": d.detail, "source": d.source, "record": d.record});
+    for (k, f) in [("field", &d.field), ("event_id", &d.event_id), ("card_token", &d.card_token)] {
+        if let Some(f) = f {
+            v[k] = Value::String(f.clone());
+        }
+    }
+    let line = v.to_string();
+    out.extend_from_slice(pan::mask_pans(&line).as_bytes());
+    out.push(b'\n');
+}
+
+/// Converts a protobuf offer to the contract's JSON form, for validation by
+/// [`cardlink_core::parse_offer`] (one validator for every source).
+pub fn offer_proto_to_json(o: &pb::Offer) -> Value {
+    let mut v = Map::new();
+    v.insert("id".into(), json!(o.id));
+    v.insert("currency".into(), json!(o.currency));
+    if let Some(r) = &o.reward {
+        let r = match r {
+            pb::offer::Reward::Percent(p) => json!({"percent": p}),
+            pb::offer::Reward::Fixed(f) => json!({"fixed": f}),
+            pb::offer::Reward::PointsPerUnit(p) => json!({"points_per_unit": p}),
+        };
+        v.insert("reward".into(), r);
+    }
+    if let Some(m) = &o.merchant {
+        v.insert("merchant".into(), json!({"mids": m.mids, "mccs": m.mccs, "countries": m.countries}));
+    }
+    if !o.networks.is_empty() {
+        v.insert("networks".into(), json!(o.networks));
+    }
+    if !o.days.is_empty() {
+        v.insert("days".into(), json!(o.days));
+    }
+    for (k, f) in [
+        ("min_spend", &o.min_spend),
+        ("max_reward", &o.max_reward),
+        ("valid_from", &o.valid_from),
+        ("valid_until", &o.valid_until),
+        ("budget", &o.budget),
+    ] {
+        if let Some(f) = f {
+            v.insert(k.into(), json!(f));
+        }
+    }
+    if let Some(h) = &o.hours {
+        v.insert("hours".into(), json!({"from": h.from, "until": h.until}));
+    }
+    if let Some(a) = o.activation_required {
+        v.insert("activation_required".into(), json!(a));
+    }
+    if let Some(n) = o.max_per_card {
+        v.insert("max_per_card".into(), json!(n));
+    }
+    Value::Object(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_and_protobuf_decode_to_the_same_raw_event() {
+        let line = br#"{"event_id":"1","kind":"AUTHORIZATION","network":"VISA","transaction_id":"t1","card_token":"c1","amount":"33.33","currency":"USD","merchant":{"mid":"M1","mcc":"5812","country":"US"},"occurred_at":"2026-05-04T12:30:00-04:00","extra":[1,{"a":2}]}"#;
+        let from_json = decode_json_event(line).unwrap();
+        let pb_event = pb::CardEvent {
+            event_id: Some("1".into()),
+            kind: pb::EventKind::Authorization as i32,
+            card_token: Some("c1".into()),
+            occurred_at: Some("2026-05-04T12:30:00-04:00".into()),
+            network: pb::Network::Visa as i32,
+            transaction_id: Some("t1".into()),
+            amount: Some("33.33".into()),
+            currency: Some("USD".into()),
+            merchant: Some(pb::Merchant {
+                mid: Some("M1".into()),
+                mcc: Some("5812".into()),
+                country: Some("US".into()),
+                name: None,
+            }),
+            offer_id: None,
+        };
+        let bytes = pb_event.encode_to_vec();
+        let decoded = decode_proto_event(&bytes).unwrap();
+        assert_eq!(raw_from_proto(&decoded), from_json);
+        let round = event_to_json(&decoded);
+        assert_eq!(decode_json_event(round.as_bytes()).unwrap(), from_json);
+    }
+
+    #[test]
+    fn malformed_inputs_are_rejections_not_panics() {
+        for bad in [
+            &b"not json"[..],
+            b"[1,2]",
+            b"\"str\"",
+            b"{\"event_id\":",
+            b"\xff\xfe",
+            b"{\"kind\":\"A\",\"kind\":\"B\"}",
+            b"",
+        ] {
+            assert_eq!(decode_json_event(bad).unwrap_err().reason, RejectReason::Malformed, "{bad:?}");
+        }
+        assert!(decode_json_event(b"[1]").is_err());
+        assert!(decode_proto_event(&[0xff, 0xff, 0xff]).is_err());
+    }
+
+    #[test]
+    fn unknown_enum_numbers_stay_visible() {
+        let e = pb::CardEvent { kind: 42, ..Default::default() };
+        assert_eq!(raw_from_proto(&e).kind, Field::str("42"));
+    }
+
+    #[test]
+    fn dead_letters_never_carry_a_pan() {
+        let line = br#"{"event_id":"5","kind":"AUTHORIZATION","card_token":"4111111111111111","transaction_id":"5555555555554444"}"#;
+        let raw = decode_json_event(line).unwrap();
+        let rejection = cardlink_core::validate(&raw).unwrap_err();
+        assert_eq!(rejection.reason, RejectReason::PanDetected);
+        let d = dead_letter(&rejection, Some(&raw), line, "events.jsonl:6".into());
+        let mut out = Vec::new();
+        write_dead_letter_json(&d, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(!pan::contains_pan(&text), "{text}");
+        assert!(text.contains("\"card_token\":\"1111\""), "{text}");
+        assert!(text.contains("PAN_DETECTED"));
+    }
+}
