@@ -2,12 +2,13 @@
 //! for a purchase without scanning the catalogue, and each offer's budget
 //! usage (R6).
 
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use rustc_hash::FxHashMap;
 
 use crate::country::Country;
 use crate::money::Currency;
-use crate::offer::Offer;
+use crate::offer::{Hours, Offer, RewardRule};
 
 /// Position of an offer in the book. Slots are never reused, so an index
 /// stays valid for rewards that outlive their offer's retirement.
@@ -34,20 +35,81 @@ pub struct OfferSlot {
     pub usage: Usage,
 }
 
+/// What the matcher needs of an offer, copied into the index lists so that
+/// judging the candidates of a purchase reads one contiguous list instead
+/// of one scattered offer each.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// The offer.
+    pub idx: OfferIdx,
+    /// Network bit set; 0 matches any.
+    pub networks: u8,
+    /// Weekday bit set; 0 matches any.
+    pub days: u8,
+    /// The card must have activated the offer.
+    pub activation_required: bool,
+    /// MCC or country lists beyond the anchor: judged on the offer itself.
+    pub extra_merchant_rules: bool,
+    /// Local time window.
+    pub hours: Option<Hours>,
+    /// Validity window.
+    pub valid_from: Option<DateTime<Utc>>,
+    #[allow(missing_docs)]
+    pub valid_until: Option<DateTime<Utc>>,
+    /// Minimum purchase amount.
+    pub min_spend: Decimal,
+    /// Value rule.
+    pub reward: RewardRule,
+    /// Cap per transaction.
+    pub max_reward: Option<Decimal>,
+    /// Budget, when the offer has one.
+    pub budget: Option<Decimal>,
+    /// Per-card limit.
+    pub max_per_card: Option<u64>,
+    /// Digits of the reward's unit.
+    pub value_digits: u32,
+}
+
+impl Candidate {
+    fn of(idx: OfferIdx, offer: &Offer) -> Self {
+        let extra_merchant_rules = if !offer.mids.is_empty() {
+            !offer.mccs.is_empty() || !offer.countries.is_empty()
+        } else {
+            !offer.mccs.is_empty() && !offer.countries.is_empty()
+        };
+        Candidate {
+            idx,
+            networks: offer.networks,
+            days: offer.days,
+            activation_required: offer.activation_required,
+            extra_merchant_rules,
+            hours: offer.hours,
+            valid_from: offer.valid_from,
+            valid_until: offer.valid_until,
+            min_spend: offer.min_spend,
+            reward: offer.reward,
+            max_reward: offer.max_reward,
+            budget: offer.budget,
+            max_per_card: offer.max_per_card,
+            value_digits: offer.value_digits(),
+        }
+    }
+}
+
 /// Candidate lists of one currency. Each offer sits under exactly one
 /// anchor, its most selective non-empty restriction: merchant ids, else
 /// MCCs, else countries, else the catch-all list. A purchase has one mid,
 /// one MCC and at most one country, so it meets each offer at most once.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 struct CurrencyIndex {
-    by_mid: FxHashMap<Box<str>, Vec<OfferIdx>>,
-    by_mcc: FxHashMap<u16, Vec<OfferIdx>>,
-    by_country: FxHashMap<Country, Vec<OfferIdx>>,
-    any: Vec<OfferIdx>,
+    by_mid: FxHashMap<Box<str>, Vec<Candidate>>,
+    by_mcc: FxHashMap<u16, Vec<Candidate>>,
+    by_country: FxHashMap<Country, Vec<Candidate>>,
+    any: Vec<Candidate>,
 }
 
 /// All offers, indexed for matching, with their budget usage.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct OfferBook {
     slots: Vec<OfferSlot>,
     by_id: FxHashMap<Box<str>, OfferIdx>,
@@ -123,6 +185,14 @@ impl OfferBook {
         self.slots.iter().enumerate().map(|(i, s)| (OfferIdx(i as u32), s))
     }
 
+    /// Forgets every offer's usage, for a run that starts with no card
+    /// state (usage must always equal what the card stores hold).
+    pub fn clear_usage(&mut self) {
+        for slot in &mut self.slots {
+            slot.usage = Usage::default();
+        }
+    }
+
     /// Number of active offers.
     pub fn active_len(&self) -> usize {
         self.active
@@ -138,50 +208,46 @@ impl OfferBook {
         mid: &str,
         mcc: u16,
         country: Option<Country>,
-        mut f: impl FnMut(OfferIdx, &Offer),
+        mut f: impl FnMut(&Candidate),
     ) {
         let Some(ci) = self.index.get(&currency) else { return };
-        let mut visit = |list: &[OfferIdx]| {
-            for &idx in list {
-                f(idx, &self.slots[idx.0 as usize].offer);
-            }
-        };
         if let Some(list) = ci.by_mid.get(mid) {
-            visit(list);
+            list.iter().for_each(&mut f);
         }
         if let Some(list) = ci.by_mcc.get(&mcc) {
-            visit(list);
+            list.iter().for_each(&mut f);
         }
         if let Some(list) = country.and_then(|c| ci.by_country.get(&c)) {
-            visit(list);
+            list.iter().for_each(&mut f);
         }
-        visit(&ci.any);
+        ci.any.iter().for_each(&mut f);
     }
 
     fn index_offer(&mut self, idx: OfferIdx) {
         let offer = &self.slots[idx.0 as usize].offer;
+        let candidate = Candidate::of(idx, offer);
         let ci = self.index.entry(offer.currency).or_default();
         if !offer.mids.is_empty() {
             for mid in &offer.mids {
-                ci.by_mid.entry(mid.clone()).or_default().push(idx);
+                ci.by_mid.entry(mid.clone()).or_default().push(candidate.clone());
             }
         } else if !offer.mccs.is_empty() {
             for &mcc in &offer.mccs {
-                ci.by_mcc.entry(mcc).or_default().push(idx);
+                ci.by_mcc.entry(mcc).or_default().push(candidate.clone());
             }
         } else if !offer.countries.is_empty() {
             for &c in &offer.countries {
-                ci.by_country.entry(c).or_default().push(idx);
+                ci.by_country.entry(c).or_default().push(candidate.clone());
             }
         } else {
-            ci.any.push(idx);
+            ci.any.push(candidate);
         }
     }
 
     fn unindex(&mut self, idx: OfferIdx) {
         let offer = &self.slots[idx.0 as usize].offer;
         let Some(ci) = self.index.get_mut(&offer.currency) else { return };
-        let drop_from = |list: &mut Vec<OfferIdx>| list.retain(|&i| i != idx);
+        let drop_from = |list: &mut Vec<Candidate>| list.retain(|c| c.idx != idx);
         if !offer.mids.is_empty() {
             for mid in &offer.mids {
                 if let Some(list) = ci.by_mid.get_mut(mid) {

@@ -4,7 +4,7 @@
 use chrono::{Datelike, Timelike, Utc};
 use rust_decimal::Decimal;
 
-use crate::book::{OfferBook, OfferIdx};
+use crate::book::{Candidate, OfferBook, OfferIdx};
 use crate::event::{CardEvent, EventBody, EventKind, Money, Purchase, RawEvent, RejectReason, Rejection};
 use crate::money::{Currency, round_toward_zero};
 use crate::offer::{Offer, RewardRule};
@@ -88,19 +88,38 @@ pub enum Applied {
 /// `max_reward`, cut to `budget_left`, rounded toward zero to the reward's
 /// unit. A product too large for exact decimals saturates before the caps.
 pub fn reward_value(offer: &Offer, amount: Decimal, budget_left: Option<Decimal>) -> Decimal {
-    let raw = match offer.reward {
-        RewardRule::Percent(p) => amount.checked_mul(p).map_or(Decimal::MAX, |v| v / Decimal::ONE_HUNDRED),
+    value_of(offer.reward, offer.max_reward, offer.value_digits(), amount, budget_left)
+}
+
+#[inline]
+fn value_of(
+    rule: RewardRule,
+    max_reward: Option<Decimal>,
+    digits: u32,
+    amount: Decimal,
+    budget_left: Option<Decimal>,
+) -> Decimal {
+    let raw = match rule {
+        RewardRule::Percent(p) => match amount.checked_mul(p) {
+            // Dividing by 100 is exact as a shift of the scale while it fits.
+            Some(mut v) if v.scale() <= 26 => {
+                v.set_scale(v.scale() + 2).expect("scale checked");
+                v
+            }
+            Some(v) => v / Decimal::ONE_HUNDRED,
+            None => Decimal::MAX,
+        },
         RewardRule::Fixed(f) => f,
         RewardRule::PointsPerUnit(k) => amount.checked_mul(k).unwrap_or(Decimal::MAX),
     };
     let mut v = raw;
-    if let Some(cap) = offer.max_reward {
+    if let Some(cap) = max_reward {
         v = v.min(cap);
     }
     if let Some(left) = budget_left {
         v = v.min(left.max(Decimal::ZERO));
     }
-    round_toward_zero(v, offer.value_digits())
+    round_toward_zero(v, digits)
 }
 
 /// What is left of an offer's budget, not counting `own` (the value the
@@ -117,29 +136,27 @@ struct When {
     second_of_day: u32,
 }
 
-fn eligible(
-    offer: &Offer,
-    used: Decimal,
-    p: &Purchase<'_>,
-    when: &When,
-    card: Option<&CardState>,
-    idx: OfferIdx,
-) -> bool {
+/// R3 for one candidate; `used` is its budget usage when it has a budget.
+#[inline]
+fn eligible(book: &OfferBook, c: &Candidate, p: &Purchase<'_>, when: &When, card: Option<&CardState>) -> bool {
     // Currency and the anchor restriction (mid, else MCC, else country) are
-    // implied by the index; the rest is judged here, cheapest first.
-    (offer.networks == 0 || offer.networks & p.network.bit() != 0)
-        && (offer.mccs.is_empty() || offer.mccs.binary_search(&p.merchant.mcc).is_ok())
+    // implied by the index; the rest is judged here, cheapest first, and
+    // the offer itself is read only for the rules that need it.
+    (c.networks == 0 || c.networks & p.network.bit() != 0)
+        && (c.days == 0 || c.days & when.weekday_bit != 0)
+        && c.hours.is_none_or(|h| h.contains(when.second_of_day))
+        && c.valid_from.is_none_or(|t| t <= when.instant)
+        && c.valid_until.is_none_or(|t| when.instant < t)
+        && p.money.amount >= c.min_spend
+        && c.budget.is_none_or(|b| book.slot(c.idx).usage.used < b)
+        && c.max_per_card.is_none_or(|max| u64::from(card.map_or(0, |card| card.live_count(c.idx))) < max)
+        && (!c.extra_merchant_rules || merchant_rules(&book.slot(c.idx).offer, p))
+        && (!c.activation_required || card.is_some_and(|card| card.activations.contains(&*book.slot(c.idx).offer.id)))
+}
+
+fn merchant_rules(offer: &Offer, p: &Purchase<'_>) -> bool {
+    (offer.mccs.is_empty() || offer.mccs.binary_search(&p.merchant.mcc).is_ok())
         && (offer.countries.is_empty() || p.merchant.country.is_some_and(|c| offer.countries.binary_search(&c).is_ok()))
-        && (offer.mids.is_empty() || offer.mids.binary_search_by(|m| (**m).cmp(p.merchant.mid)).is_ok())
-        && offer.valid_from.is_none_or(|t| t <= when.instant)
-        && offer.valid_until.is_none_or(|t| when.instant < t)
-        && (offer.days == 0 || offer.days & when.weekday_bit != 0)
-        && offer.hours.is_none_or(|h| h.contains(when.second_of_day))
-        && p.money.amount > Decimal::ZERO
-        && p.money.amount >= offer.min_spend
-        && offer.budget.is_none_or(|b| used < b)
-        && (!offer.activation_required || card.is_some_and(|c| c.activations.contains(&*offer.id)))
-        && offer.max_per_card.is_none_or(|max| u64::from(card.map_or(0, |c| c.live_count(idx))) < max)
 }
 
 /// Decides the rewards of a new purchase (R3–R5): the best cash offer and
@@ -150,6 +167,10 @@ fn match_purchase(
     occurred_at: chrono::DateTime<chrono::FixedOffset>,
     card: Option<&CardState>,
 ) -> Vec<(OfferIdx, Decimal)> {
+    let mut out = Vec::new();
+    if p.money.amount <= Decimal::ZERO {
+        return out;
+    }
     let local = occurred_at.naive_local();
     let when = When {
         instant: occurred_at.with_timezone(&Utc),
@@ -157,27 +178,26 @@ fn match_purchase(
         second_of_day: local.num_seconds_from_midnight(),
     };
     let mut best_cash: Option<(OfferIdx, Decimal)> = None;
-    let mut out = Vec::new();
-    book.for_each_candidate(p.money.currency, p.merchant.mid, p.merchant.mcc, p.merchant.country, |idx, offer| {
-        let used = book.slot(idx).usage.used;
-        if !eligible(offer, used, p, &when, card, idx) {
+    book.for_each_candidate(p.money.currency, p.merchant.mid, p.merchant.mcc, p.merchant.country, |c| {
+        if !eligible(book, c, p, &when, card) {
             return;
         }
-        let value = reward_value(offer, p.money.amount, offer.budget.map(|b| b - used));
+        let left = c.budget.map(|b| b - book.slot(c.idx).usage.used);
+        let value = value_of(c.reward, c.max_reward, c.value_digits, p.money.amount, left);
         if value.is_zero() {
             return;
         }
-        if offer.reward.is_cash() {
+        if c.reward.is_cash() {
             // R5: the largest value wins; a tie goes to the smallest id.
             let better = match best_cash {
                 None => true,
-                Some((b, bv)) => value > bv || (value == bv && offer.id < book.slot(b).offer.id),
+                Some((b, bv)) => value > bv || (value == bv && book.slot(c.idx).offer.id < book.slot(b).offer.id),
             };
             if better {
-                best_cash = Some((idx, value));
+                best_cash = Some((c.idx, value));
             }
         } else {
-            out.push((idx, value));
+            out.push((c.idx, value));
         }
     });
     if let Some(cash) = best_cash {
@@ -431,7 +451,7 @@ impl Counters {
 /// The engine in one piece: the offer book, every card's state and the
 /// event counters. The replay command, the benchmarks and the tests drive
 /// it; a partitioned pipeline can call [`apply`] with a store per partition.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Engine {
     /// Offers and budgets.
     pub book: OfferBook,

@@ -109,7 +109,10 @@ fn protobuf_input_gives_the_same_output_as_json() {
         replay(&dir.join("offers.json"), &dir.join("events.jsonl"), &["--quiet"], "basic-json");
         std::fs::read(tmp("basic-json.ledger.json")).unwrap()
     });
-    assert_eq!(by_event(json_lines(&tmp("basic-pb.rewards.jsonl"))), by_event(json_lines(&tmp("basic-json.rewards.jsonl"))));
+    assert_eq!(
+        by_event(json_lines(&tmp("basic-pb.rewards.jsonl"))),
+        by_event(json_lines(&tmp("basic-json.rewards.jsonl")))
+    );
 }
 
 #[test]
@@ -118,7 +121,11 @@ fn replaying_twice_gives_byte_identical_output() {
     replay(&dir.join("offers.json"), &dir.join("events.jsonl"), &["--quiet"], "twice-a");
     replay(&dir.join("offers.json"), &dir.join("events.jsonl"), &["--quiet"], "twice-b");
     for ext in ["rewards.jsonl", "ledger.json", "dlq.jsonl"] {
-        assert_eq!(std::fs::read(tmp(&format!("twice-a.{ext}"))).unwrap(), std::fs::read(tmp(&format!("twice-b.{ext}"))).unwrap(), "{ext}");
+        assert_eq!(
+            std::fs::read(tmp(&format!("twice-a.{ext}"))).unwrap(),
+            std::fs::read(tmp(&format!("twice-b.{ext}"))).unwrap(),
+            "{ext}"
+        );
     }
 }
 
