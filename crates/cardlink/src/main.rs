@@ -23,6 +23,85 @@ struct Cli {
 enum Command {
     /// Replays an event file through the engine (contract section 6).
     Replay(ReplayArgs),
+    /// Writes a simulated network feed and a matching offer file.
+    Simulate(SimulateArgs),
+    /// Simulates a feed in memory, replays it and prints what happened.
+    Demo(DemoArgs),
+}
+
+/// The simulator's knobs, shared by `simulate` and `demo`.
+#[derive(clap::Args)]
+struct SimArgs {
+    /// Seed: the same seed and sizes give the same feed, byte for byte.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Distinct cards.
+    #[arg(long, default_value_t = 50_000)]
+    cards: u64,
+    /// Distinct merchants.
+    #[arg(long, default_value_t = 5_000)]
+    merchants: u32,
+    /// Offers in the offer file.
+    #[arg(long = "offer-count", default_value_t = 400)]
+    offer_count: u32,
+    /// Malformed or invalid records per thousand.
+    #[arg(long = "malformed-per-mille", default_value_t = 2)]
+    malformed_per_mille: u32,
+    /// Re-sent (duplicate) events per thousand.
+    #[arg(long = "duplicate-per-mille", default_value_t = 5)]
+    duplicate_per_mille: u32,
+    /// First day of the simulated period (UTC).
+    #[arg(long, default_value = "2026-05-01")]
+    start: chrono::NaiveDate,
+    /// Length of the simulated period in days.
+    #[arg(long, default_value_t = 30)]
+    days: u32,
+}
+
+impl SimArgs {
+    fn config(&self, events: u64) -> cardlink_sim::SimConfig {
+        cardlink_sim::SimConfig {
+            seed: self.seed,
+            events,
+            cards: self.cards,
+            merchants: self.merchants,
+            offers: self.offer_count,
+            malformed_per_mille: self.malformed_per_mille,
+            duplicate_per_mille: self.duplicate_per_mille,
+            start: self.start.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc(),
+            days: self.days,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct SimulateArgs {
+    /// Where to write the feed: JSON Lines (.jsonl) or length-delimited protobuf (.pb).
+    #[arg(long)]
+    events: PathBuf,
+    /// Where to write the matching offer file.
+    #[arg(long)]
+    offers: PathBuf,
+    /// Records in the feed (duplicates and malformed records included).
+    #[arg(long, default_value_t = 1_000_000)]
+    count: u64,
+    /// Feed format, when the extension does not tell.
+    #[arg(long, value_enum)]
+    format: Option<FormatArg>,
+    #[command(flatten)]
+    sim: SimArgs,
+}
+
+#[derive(clap::Args)]
+struct DemoArgs {
+    /// Records in the simulated feed.
+    #[arg(long, default_value_t = 1_000_000)]
+    count: u64,
+    /// Also write rewards.jsonl, ledger.json, dead-letters.jsonl, offers.json here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    sim: SimArgs,
 }
 
 /// Event file formats.
@@ -81,6 +160,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Replay(args) => replay(args),
+        Command::Simulate(args) => simulate(args),
+        Command::Demo(args) => demo(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -153,6 +234,94 @@ fn replay(args: ReplayArgs) -> Result<(), Failure> {
     }
     if !args.quiet {
         print!("{summary}");
+    }
+    Ok(())
+}
+
+fn simulate(args: SimulateArgs) -> Result<(), Failure> {
+    let format = format_of(&args.events, args.format)?;
+    let config = args.sim.config(args.count);
+    let offers = File::create(&args.offers)
+        .with_context(|| format!("cannot create {}", args.offers.display()))
+        .map_err(Failure::Io)?;
+    cardlink_sim::write_offers(&config, BufWriter::new(offers)).context("writing offers").map_err(Failure::Io)?;
+    let events = File::create(&args.events)
+        .with_context(|| format!("cannot create {}", args.events.display()))
+        .map_err(Failure::Io)?;
+    let started = std::time::Instant::now();
+    let n = cardlink_sim::write_feed(&config, format, BufWriter::with_capacity(1 << 20, events))
+        .context("writing the feed")
+        .map_err(Failure::Io)?;
+    eprintln!(
+        "wrote {n} records to {} and {} offers to {} in {:.1} s",
+        args.events.display(),
+        config.offers,
+        args.offers.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn demo(args: DemoArgs) -> Result<(), Failure> {
+    let config = args.sim.config(args.count);
+    let offers_json = serde_json::to_vec(&cardlink_sim::offers(&config)).expect("offers serialize");
+    let offers = parse_offer_file(&offers_json).context("the simulator's offers").map_err(Failure::Io)?;
+    let offer_count = offers.len();
+    let (rewards, dead_letters) = match &args.out {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))
+                .map_err(Failure::Io)?;
+            std::fs::write(dir.join("offers.json"), &offers_json)
+                .context("writing offers.json")
+                .map_err(Failure::Io)?;
+            (create(&Some(dir.join("rewards.jsonl")))?, create(&Some(dir.join("dead-letters.jsonl")))?)
+        }
+        None => (None, None),
+    };
+    println!(
+        "cardlink demo: {} simulated network events from {} cards at {} merchants over {} days,\n\
+         matched against {} offers (seed {}). Events are encoded as protobuf and replayed\n\
+         through the same engine as `cardlink replay` and the Kafka pipeline.\n",
+        config.events, config.cards, config.merchants, config.days, offer_count, config.seed
+    );
+    let mut replayer = Replayer::new(OfferBook::new(offers), rewards, dead_letters);
+    let mut progress = Progress::new(io::stderr().is_terminal());
+    let started = std::time::Instant::now();
+    let mut buf = Vec::with_capacity(512);
+    for (i, record) in cardlink_sim::Simulator::new(&config).enumerate() {
+        buf.clear();
+        match &record {
+            cardlink_sim::SimRecord::Event(e) => prost::Message::encode(e, &mut buf).expect("a Vec grows"),
+            cardlink_sim::SimRecord::Garbage(g) => buf.extend_from_slice(g),
+        }
+        replayer
+            .feed(Format::Protobuf, &buf, || format!("simulated:{}", i + 1))
+            .context("writing outputs")
+            .map_err(Failure::Io)?;
+        if i % 65_536 == 0 {
+            progress.update(i as u64);
+        }
+    }
+    progress.done();
+    let elapsed = started.elapsed().as_secs_f64();
+    let (ledger, summary) = replayer.finish().context("writing outputs").map_err(Failure::Io)?;
+    if let Some(dir) = &args.out {
+        std::fs::write(dir.join("ledger.json"), ledger.to_json_pretty() + "\n")
+            .context("writing ledger.json")
+            .map_err(Failure::Io)?;
+    }
+    print!("{summary}");
+    println!(
+        "\n{} events simulated and replayed in {:.2} s ({:.0} events/s, simulation included)",
+        config.events,
+        elapsed,
+        config.events as f64 / elapsed.max(1e-9)
+    );
+    if let Some(dir) = &args.out {
+        println!("outputs in {}/: offers.json rewards.jsonl ledger.json dead-letters.jsonl", dir.display());
+    } else {
+        println!("run `cardlink demo --out demo-out` to keep the rewards, the ledger and the dead letters");
     }
     Ok(())
 }
