@@ -86,7 +86,7 @@ pub fn feed(n: usize, merchants: usize, cards: usize, seed: u64) -> Vec<String> 
             };
             out.push(json!({"event_id": format!("e{id}"), "kind": kind, "card_token": card, "transaction_id": txid,
                 "occurred_at": "2026-05-06T12:30:00-04:00", "network": network, "amount": format!("{}.{:02}", amount / 100, amount % 100),
-                "currency": "USD", "merchant": {"mid": mid, "mcc": MCCS[(id % MCCS.len())], "country": "US"}}).to_string());
+                "currency": "USD", "merchant": {"mid": mid, "mcc": MCCS[id % MCCS.len()], "country": "US"}}).to_string());
             continue;
         }
         tx += 1;
