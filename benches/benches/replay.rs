@@ -3,11 +3,11 @@
 //! length-delimited protobuf). The 10-million-event file run is
 //! `benches/replay-10m.sh`.
 
-use cardlink_core::{parse_offer_file, OfferBook};
+use cardlink_core::{OfferBook, parse_offer_file};
 use cardlink_replay::Replayer;
 use cardlink_sim::SimConfig;
 use cardlink_wire::Format;
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const EVENTS: u64 = 500_000;
 
@@ -24,7 +24,8 @@ fn replay(c: &mut Criterion) {
         group.bench_function(name, |b| {
             b.iter(|| {
                 // Rewards are encoded to a sink, as a replay writing them does.
-                let mut r = Replayer::new(book.clone(), Some(Box::new(std::io::sink())), Some(Box::new(std::io::sink())));
+                let mut r =
+                    Replayer::new(book.clone(), Some(Box::new(std::io::sink())), Some(Box::new(std::io::sink())));
                 r.run(format, &feed[..], "bench", |_| {}).unwrap();
                 r.finish().unwrap()
             })

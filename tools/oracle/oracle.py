@@ -83,6 +83,12 @@ ZERO = Decimal(0)
 
 # --------------------------------------------------------------------------- helpers
 
+# Project limits (docs/decisions.md), so every value and sum stays exact in the
+# implementation's 28-digit decimals.
+LIMIT_AMOUNT = Decimal(10) ** 15
+LIMIT_OFFER_DECIMAL = Decimal(10) ** 24
+
+
 def days_from_civil(y: int, m: int, d: int) -> int:
     """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm)."""
     y -= m <= 2
@@ -228,6 +234,8 @@ def load_offers(data) -> list[Offer]:
         def dec(field: str, v) -> Decimal:
             if not isinstance(v, str) or not DECIMAL_RE.fullmatch(v):
                 bad(field, "must be a decimal string such as \"12.50\"")
+            if Decimal(v) >= LIMIT_OFFER_DECIMAL:
+                bad(field, "must be below 10^24")
             return Decimal(v)
 
         rew = raw.get("reward")
@@ -242,6 +250,9 @@ def load_offers(data) -> list[Offer]:
             bad("reward.percent", "must be > 0 and <= 100")
         if o.kind != "percent" and not o.rate > 0:
             bad(f"reward.{o.kind}", "must be > 0")
+        # Project limits (docs/decisions.md).
+        if o.kind == "points_per_unit" and o.rate > 1000000:
+            bad("reward.points_per_unit", "must be at most 1000000")
 
         def str_list(field: str, v, check=None, what="") -> frozenset | None:
             if _absent(v):
@@ -312,7 +323,7 @@ def load_offers(data) -> list[Offer]:
         v = raw.get("max_per_card")
         if _absent(v):
             o.max_per_card = None
-        elif isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+        elif isinstance(v, bool) or not isinstance(v, int) or v <= 0 or v >= 2**64:
             bad("max_per_card", "must be a positive integer")
         else:
             o.max_per_card = v
@@ -383,6 +394,9 @@ def validate_event(raw, engine: "Engine") -> Event:
             raise Rejected("INVALID_AMOUNT")
         ev.currency = cur
         ev.amount = Decimal(amt)
+        # Project limit (docs/decisions.md): amounts below 10^15 keep every value exact.
+        if ev.amount >= LIMIT_AMOUNT:
+            raise Rejected("INVALID_FIELD")
 
     if kind in (AUTH, CLEARING):
         m = raw.get("merchant")
@@ -627,7 +641,8 @@ class Engine:
         if text.strip() == "":
             return  # blank line: not an event
         try:
-            raw = json.loads(text, parse_constant=_reject_constant)
+            # Project choice (docs/decisions.md): a repeated key is a malformed record.
+            raw = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys)
             _check_unicode(raw)
         except ValueError:
             self.reject(dlq, lineno, "INVALID_JSON", None)
@@ -708,6 +723,13 @@ def _check_unicode(v):
     elif isinstance(v, list):
         for x in v:
             _check_unicode(x)
+
+
+def _no_duplicate_keys(pairs):
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise ValueError("duplicate key")
+    return dict(pairs)
 
 
 def _reject_constant(name):

@@ -233,7 +233,9 @@ fn set_reward(
     reward.value = value;
     let is_live = reward.is_live();
     let usage = book.usage_mut(reward.offer);
-    usage.used += delta;
+    // Values stay below 10^21 (see money::MAX_AMOUNT): sums fit unless
+    // absurdly many; saturate rather than panic even then.
+    usage.used = usage.used.saturating_add(delta);
     if was_live != is_live {
         if is_live {
             usage.live += 1;

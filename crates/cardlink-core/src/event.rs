@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use chrono::{DateTime, FixedOffset};
+
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -498,7 +499,7 @@ pub fn validate<'a>(raw: &'a RawEvent<'_>) -> Result<CardEvent<'a>, Rejection> {
         return Err(invalid("card_token", "card_token must be 1-64 characters of [A-Za-z0-9_.:-]".into()));
     }
     let occurred_str = required(&raw.occurred_at, "occurred_at")?;
-    let occurred_at = DateTime::parse_from_rfc3339(occurred_str).map_err(|e| {
+    let occurred_at = crate::money::parse_timestamp(occurred_str).map_err(|e| {
         invalid("occurred_at", format!("occurred_at {:?} is not RFC 3339 with an offset: {e}", clip(occurred_str)))
     })?;
     let body = match kind {
@@ -543,6 +544,9 @@ fn money(raw: &RawEvent<'_>) -> Result<Money, Rejection> {
             _ => invalid("amount", format!("amount {shown:?} {e}")),
         }
     })?;
+    if amount >= crate::money::MAX_AMOUNT {
+        return Err(invalid("amount", format!("amount {:?} is not below the limit of 10^15", clip(amount_str))));
+    }
     Ok(Money { amount, currency })
 }
 

@@ -74,7 +74,7 @@ impl Ledger {
                         };
                         let key = if slot.reward.is_cash() { slot.currency.code() } else { POINTS };
                         let e = sums[which].entry(key).or_insert((Decimal::ZERO, slot.value_digits()));
-                        e.0 += r.value;
+                        e.0 = e.0.saturating_add(r.value);
                     }
                 }
                 let written = |m: &BTreeMap<&str, (Decimal, u32)>| -> BTreeMap<String, String> {

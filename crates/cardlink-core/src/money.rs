@@ -117,6 +117,32 @@ pub fn parse_decimal(s: &str, max_fraction_digits: Option<u32>) -> Result<Decima
     Decimal::from_str_exact(trimmed).map_err(|_| DecimalError::OutOfRange)
 }
 
+/// Largest amount an event may carry, in major units (exclusive): 10^15.
+/// With `points_per_unit` at most [`MAX_POINTS_PER_UNIT`] every reward value
+/// stays below 10^21, so values and their sums keep exact decimal digits.
+pub const MAX_AMOUNT: Decimal = Decimal::from_parts(2_764_472_320, 232_830, 0, false, 0);
+
+/// Largest `points_per_unit` of an offer: one million.
+pub const MAX_POINTS_PER_UNIT: Decimal = Decimal::from_parts(1_000_000, 0, 0, false, 0);
+
+/// Largest other decimal of an offer (`fixed`, `min_spend`, `max_reward`,
+/// `budget`), exclusive: 10^24.
+pub const MAX_OFFER_DECIMAL: Decimal = Decimal::from_parts(2_701_131_776, 466_537_709, 54_210, false, 0);
+
+/// Parses an RFC 3339 timestamp with an offset, strictly: `T` (or `t`)
+/// between date and time, and no leap second (chrono would accept a space
+/// and second 60, which RFC 3339's grammar reserves for real leap seconds).
+pub fn parse_timestamp(s: &str) -> Result<chrono::DateTime<chrono::FixedOffset>, String> {
+    let b = s.as_bytes();
+    if b.len() < 20 || !matches!(b[10], b'T' | b't') {
+        return Err("expected YYYY-MM-DDTHH:MM:SS with an offset such as Z or -04:00".into());
+    }
+    if &b[17..19] == b"60" {
+        return Err("second 60 (a leap second) is not accepted".into());
+    }
+    chrono::DateTime::parse_from_rfc3339(s).map_err(|e| e.to_string())
+}
+
 /// Rounds toward zero to `dp` digits after the point (R4).
 pub fn round_toward_zero(value: Decimal, dp: u32) -> Decimal {
     value.round_dp_with_strategy(dp, RoundingStrategy::ToZero)
@@ -192,6 +218,29 @@ mod tests {
         check("123.4", 0, "123");
         check("-70", 0, "-70");
         check("1.5", 3, "1.500");
+    }
+
+    #[test]
+    fn limits_are_the_documented_powers_of_ten() {
+        assert_eq!(MAX_AMOUNT, d("1000000000000000"));
+        assert_eq!(MAX_POINTS_PER_UNIT, d("1000000"));
+        assert_eq!(MAX_OFFER_DECIMAL, d("1000000000000000000000000"));
+    }
+
+    #[test]
+    fn timestamps_are_strict_rfc_3339() {
+        fn check(input: &str, ok: bool) {
+            assert_eq!(parse_timestamp(input).is_ok(), ok, "{input:?}");
+        }
+        check("2026-05-04T12:30:00-04:00", true);
+        check("2026-05-04t12:30:00z", true);
+        check("2026-05-04T12:30:00.123456789Z", true);
+        check("2026-05-04 12:30:00-04:00", false);
+        check("2026-06-30T23:59:60Z", false);
+        check("2026-05-04T12:30:00", false);
+        check("2026-05-04T24:00:00Z", false);
+        check("2026-02-30T12:00:00Z", false);
+        check("", false);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::country::{Country, parse_country};
 use crate::event::Network;
-use crate::money::{Currency, parse_decimal};
+use crate::money::{Currency, MAX_OFFER_DECIMAL, MAX_POINTS_PER_UNIT, parse_decimal};
 
 /// How an offer's value is computed (R4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,7 +200,11 @@ pub fn parse_offer(value: &Value) -> Result<Offer, OfferError> {
     };
     let dec = |field: &str, v: &Value| -> Result<Decimal, OfferError> {
         match v {
-            Value::String(s) => parse_decimal(s, None).map_err(|e| err(field, format!("{s:?} {e}"))),
+            Value::String(s) => match parse_decimal(s, None) {
+                Ok(d) if d >= MAX_OFFER_DECIMAL => Err(err(field, format!("{s:?} is not below the limit of 10^24"))),
+                Ok(d) => Ok(d),
+                Err(e) => Err(err(field, format!("{s:?} {e}"))),
+            },
             _ => Err(err(field, "must be a decimal string such as \"5.00\"".into())),
         }
     };
@@ -223,6 +227,7 @@ pub fn parse_offer(value: &Value) -> Result<Offer, OfferError> {
                 "percent" => return Err(err(&field, "must be above 0 and at most 100".into())),
                 "fixed" if v > Decimal::ZERO => RewardRule::Fixed(v),
                 "fixed" => return Err(err(&field, "must be above 0".into())),
+                _ if v > MAX_POINTS_PER_UNIT => return Err(err(&field, "must be at most 1000000".into())),
                 _ if v > Decimal::ZERO => RewardRule::PointsPerUnit(v),
                 _ => return Err(err(&field, "must be above 0".into())),
             }
@@ -273,7 +278,7 @@ pub fn parse_offer(value: &Value) -> Result<Offer, OfferError> {
     let instant = |field: &str| -> Result<Option<DateTime<Utc>>, OfferError> {
         match opt(field) {
             None => Ok(None),
-            Some(Value::String(s)) => DateTime::parse_from_rfc3339(s)
+            Some(Value::String(s)) => crate::money::parse_timestamp(s)
                 .map(|t| Some(t.with_timezone(&Utc)))
                 .map_err(|e| err(field, format!("{s:?} is not an RFC 3339 instant: {e}"))),
             Some(_) => Err(err(field, "must be an RFC 3339 string".into())),
@@ -418,6 +423,11 @@ mod tests {
         check(with("reward", json!({"fixed": "0"})), Err("reward.fixed"));
         check(with("reward", json!({"points_per_unit": "2"})), Ok(()));
         check(with("reward", json!({"points_per_unit": "0"})), Err("reward.points_per_unit"));
+        check(with("reward", json!({"points_per_unit": "1000000"})), Ok(()));
+        check(with("reward", json!({"points_per_unit": "1000000.01"})), Err("reward.points_per_unit"));
+        check(with("budget", json!("999999999999999999999999")), Ok(()));
+        check(with("budget", json!("1000000000000000000000000")), Err("budget"));
+        check(with("valid_from", json!("2026-05-01 00:00:00Z")), Err("valid_from"));
         check(with("reward", json!({"percent": "1", "fixed": "1"})), Err("reward"));
         check(with("reward", json!({})), Err("reward"));
         check(with("merchant", json!({"mids": ["M1"], "mccs": ["5812"], "countries": ["US"]})), Ok(()));

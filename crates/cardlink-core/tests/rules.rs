@@ -58,6 +58,10 @@ fn r1_validation() {
         (auth("e1", "t1", "1e3"), Some("INVALID_FIELD")),
         (auth("e1", "t1", "NaN"), Some("INVALID_FIELD")),
         (auth("e1", "t1", "1000000000000000000000000000000"), Some("INVALID_FIELD")),
+        (auth("e1", "t1", "1000000000000000"), Some("INVALID_FIELD")),
+        (auth("e1", "t1", "999999999999999.99"), None),
+        (with(auth("e1", "t1", "10.00"), json!({"occurred_at": "2026-05-04 12:30:00-04:00"})), Some("INVALID_FIELD")),
+        (with(auth("e1", "t1", "10.00"), json!({"occurred_at": "2016-12-31T23:59:60Z"})), Some("INVALID_FIELD")),
         (auth("e1", "t1", "0"), None),
         (with(auth("e1", "t1", "10.00"), json!({"currency": "usd"})), Some("INVALID_FIELD")),
         (with(auth("e1", "t1", "10.00"), json!({"currency": null})), Some("MISSING_FIELD")),
@@ -262,7 +266,9 @@ fn r4_value() {
             with(auth("e1", "t1", "1"), json!({"currency": "KWD"})),
             "2.500",
         ),
-        (pct("o", "100", json!({})), auth("e1", "t1", "79228162514264337593543.95"), "79228162514264337593543.95"),
+        // The largest amount and points rate (docs/decisions.md): exact.
+        (pct("o", "100", json!({})), auth("e1", "t1", "999999999999999.99"), "999999999999999.99"),
+        (points("o", "1000000", json!({})), auth("e1", "t1", "999999999999999.99"), "999999999999999990000"),
     ];
     for (offer, event, expected) in cases {
         let (lines, _) = run(&[offer.clone()], &[event.clone()]);
