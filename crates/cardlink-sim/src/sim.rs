@@ -172,8 +172,9 @@ impl Schedule {
                 return None;
             }
             let minute = self.horizon;
-            let bucket = &mut self.ring[(minute % RING_MINUTES) as usize];
-            self.near.extend(bucket.drain(..));
+            // Taken, not drained: a bucket's memory goes with its minute.
+            let bucket = std::mem::take(&mut self.ring[(minute % RING_MINUTES) as usize]);
+            self.near.extend(bucket);
             while self.overflow.peek().is_some_and(|e| u64::from(e.due) / 60 <= minute) {
                 let e = self.overflow.pop().expect("peeked");
                 self.near.push(e);
@@ -676,15 +677,16 @@ impl Simulator {
         Some(SimRecord::Event(ev))
     }
 
-    /// Bytes that are neither JSON nor protobuf, with no newline and no
-    /// digits (so no card number can hide in them).
+    /// Bytes that are neither JSON nor protobuf, with no control bytes
+    /// (so no line break of any convention) and no digits (so no card
+    /// number can hide in them).
     fn random_garbage(&mut self) -> Vec<u8> {
         for _ in 0..16 {
             let len = self.rng.int(6, 48) as usize;
             let mut b = Vec::with_capacity(len);
             while b.len() < len {
                 let x = self.rng.next_u64() as u8;
-                if x != b'\n' && x != b'\r' && !x.is_ascii_digit() {
+                if x >= 0x20 && x != 0x7F && !x.is_ascii_digit() {
                     b.push(x);
                 }
             }

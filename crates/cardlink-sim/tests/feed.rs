@@ -228,6 +228,10 @@ fn json_and_protobuf_feeds_decode_to_the_same_events() {
         match record {
             SimRecord::Garbage(bytes) => {
                 garbage += 1;
+                // No control byte (no line break of any convention); random
+                // bytes carry no digits, truncated JSON is a prefix of an event.
+                assert!(!bytes.is_empty() && bytes.iter().all(|b| *b >= 0x20 && *b != 0x7F), "{bytes:?}");
+                assert!(bytes[0] == b'{' || !bytes.iter().any(u8::is_ascii_digit), "{bytes:?}");
                 assert_eq!(line, &bytes[..]);
                 assert_eq!(frame, &bytes[..]);
                 assert!(cardlink_wire::decode_json_event(line).is_err(), "{:?}", String::from_utf8_lossy(line));
