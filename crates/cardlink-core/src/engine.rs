@@ -299,7 +299,7 @@ pub fn apply(
         Some(c) => c,
         None => cards.get_or_insert(event.card_token),
     };
-    card.seen.insert(Box::from(event.event_id));
+    card.seen.insert(event.event_id);
 
     match event.body {
         EventBody::Activation { offer_id } => {
