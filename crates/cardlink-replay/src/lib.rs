@@ -13,7 +13,7 @@ use std::io::{self, BufRead, Write};
 use std::time::{Duration, Instant};
 
 use cardlink_core::{Engine, Ledger, OfferBook, Outcome, RewardStatus, RewardUpdate};
-use cardlink_wire::{Format, decode_json_event, decode_proto_event, raw_from_proto};
+use cardlink_wire::{Format, decode_card_event, decode_json_event};
 
 pub use framing::{Frame, RecordReader};
 pub use summary::{RewardTally, Summary};
@@ -58,16 +58,9 @@ impl Replayer {
             }
         };
         let outcome;
-        let proto_holder;
         let raw = match format {
             Format::Json => decode_json_event(record),
-            Format::Protobuf => match decode_proto_event(record) {
-                Ok(e) => {
-                    proto_holder = e;
-                    Ok(raw_from_proto(&proto_holder))
-                }
-                Err(r) => Err(r),
-            },
+            Format::Protobuf => decode_card_event(record),
         };
         match raw {
             Ok(raw) => {

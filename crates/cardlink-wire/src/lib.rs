@@ -8,6 +8,10 @@
 
 use std::borrow::Cow;
 
+mod fastproto;
+
+pub use fastproto::decode_card_event;
+
 use cardlink_core::event::{Field, MerchantField, RawMerchant};
 use cardlink_core::money::format_fixed;
 use cardlink_core::{RawEvent, RejectReason, Rejection, RewardKind, RewardStatus, RewardUpdate, pan, reward_id};
@@ -357,6 +361,44 @@ mod tests {
         }
         assert!(decode_json_event(b"[1]").is_err());
         assert!(decode_proto_event(&[0xff, 0xff, 0xff]).is_err());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 3000, ..Default::default() })]
+
+        /// The zero-copy decoder accepts and rejects what prost does, and
+        /// reads the same fields, on random bytes...
+        #[test]
+        fn zero_copy_decoder_agrees_with_prost_on_random_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80)) {
+            let ours = decode_card_event(&bytes);
+            let theirs = decode_proto_event(&bytes);
+            proptest::prop_assert_eq!(ours.is_ok(), theirs.is_ok(), "{:?}", bytes);
+            if let (Ok(a), Ok(b)) = (ours, theirs) {
+                proptest::prop_assert_eq!(a, raw_from_proto(&b));
+            }
+        }
+
+        /// ...and on real messages, cut or with a byte changed.
+        #[test]
+        fn zero_copy_decoder_agrees_with_prost_on_mangled_messages(cut in 0usize..200, at in 0usize..200, byte in proptest::prelude::any::<u8>(), kind in -3i32..8) {
+            let e = pb::CardEvent {
+                event_id: Some("e-1".into()), kind, card_token: Some("tok_1".into()),
+                occurred_at: Some("2026-05-04T12:30:00-04:00".into()), network: 2, transaction_id: Some("t".into()),
+                amount: Some("1.00".into()), currency: Some("USD".into()),
+                merchant: Some(pb::Merchant { mid: Some("M".into()), mcc: Some("5812".into()), country: None, name: Some("ü".into()) }),
+                offer_id: None,
+            };
+            let mut bytes = e.encode_to_vec();
+            bytes.extend_from_slice(&e.encode_to_vec());
+            if at < bytes.len() { bytes[at] = byte; }
+            bytes.truncate(cut.min(bytes.len()));
+            let ours = decode_card_event(&bytes);
+            let theirs = decode_proto_event(&bytes);
+            proptest::prop_assert_eq!(ours.is_ok(), theirs.is_ok(), "{:?}", bytes);
+            if let (Ok(a), Ok(b)) = (ours, theirs) {
+                proptest::prop_assert_eq!(a, raw_from_proto(&b));
+            }
+        }
     }
 
     #[test]
