@@ -68,6 +68,20 @@ fn worked_example_gives_exactly_the_expected_output() {
 }
 
 #[test]
+fn recorded_simulated_feed_matches_the_reference_implementation() {
+    // Expected outputs were written by tools/oracle, an independent implementation.
+    let dir = fixture("simulated");
+    let (code, err) = replay(&dir.join("offers.json"), &dir.join("events.jsonl"), &["--quiet"], "simulated");
+    assert_eq!(code, 0, "{err}");
+    let ledger: Value = serde_json::from_str(&std::fs::read_to_string(tmp("simulated.ledger.json")).unwrap()).unwrap();
+    let expected: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("ledger.json")).unwrap()).unwrap();
+    assert_eq!(ledger, expected);
+    assert_eq!(by_event(json_lines(&tmp("simulated.rewards.jsonl"))), by_event(json_lines(&dir.join("rewards.jsonl"))));
+    let rejected = expected["events"]["rejected"].as_u64().unwrap() as usize;
+    assert_eq!(std::fs::read_to_string(tmp("simulated.dlq.jsonl")).unwrap().lines().count(), rejected);
+}
+
+#[test]
 fn protobuf_input_gives_the_same_output_as_json() {
     use prost::Message;
     let dir = fixture("basic");
