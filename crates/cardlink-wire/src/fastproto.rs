@@ -104,7 +104,9 @@ fn expect(wire_type: u64, want: u64) -> Result<(), Fail> {
     if wire_type == want { Ok(()) } else { Err("invalid wire type") }
 }
 
-fn kind_field(n: i32) -> Field<'static> {
+/// A protobuf kind number as a raw field: 0 is absent, an unknown number
+/// stays visible so R1 rejects it by name.
+pub(crate) fn kind_field(n: i32) -> Field<'static> {
     match pb::EventKind::try_from(n) {
         Ok(pb::EventKind::Unspecified) => Field::Absent,
         Ok(k) => Field::str(k.as_str_name()),
@@ -112,7 +114,8 @@ fn kind_field(n: i32) -> Field<'static> {
     }
 }
 
-fn network_field(n: i32) -> Field<'static> {
+/// A protobuf network number as a raw field, like [`kind_field`].
+pub(crate) fn network_field(n: i32) -> Field<'static> {
     match pb::Network::try_from(n) {
         Ok(pb::Network::Unspecified) => Field::Absent,
         Ok(k) => Field::str(k.as_str_name()),

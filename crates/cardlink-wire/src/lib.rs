@@ -57,22 +57,7 @@ pub fn decode_proto_event(bytes: &[u8]) -> Result<pb::CardEvent, Rejection> {
     pb::CardEvent::decode(bytes).map_err(|e| Rejection::malformed(format!("not a protobuf CardEvent: {e}")))
 }
 
-fn kind_name(kind: i32) -> Field<'static> {
-    match pb::EventKind::try_from(kind) {
-        Ok(pb::EventKind::Unspecified) => Field::Absent,
-        Ok(k) => Field::str(k.as_str_name()),
-        // An unknown enum number: keep it visible so R1 rejects it by name.
-        Err(_) => Field::Str(Cow::Owned(kind.to_string())),
-    }
-}
-
-fn network_name(network: i32) -> Field<'static> {
-    match pb::Network::try_from(network) {
-        Ok(pb::Network::Unspecified) => Field::Absent,
-        Ok(n) => Field::str(n.as_str_name()),
-        Err(_) => Field::Str(Cow::Owned(network.to_string())),
-    }
-}
+use fastproto::{kind_field as kind_name, network_field as network_name};
 
 fn opt(s: &Option<String>) -> Field<'_> {
     s.as_deref().map_or(Field::Absent, Field::str)
@@ -363,6 +348,17 @@ mod tests {
         assert!(decode_proto_event(&[0xff, 0xff, 0xff]).is_err());
     }
 
+    /// Both decoders accept or both reject, and read the same fields.
+    fn same_decoding(bytes: &[u8]) -> Result<(), proptest::test_runner::TestCaseError> {
+        let ours = decode_card_event(bytes);
+        let theirs = decode_proto_event(bytes);
+        proptest::prop_assert_eq!(ours.is_ok(), theirs.is_ok(), "{:?}", bytes);
+        if let (Ok(a), Ok(b)) = (ours, theirs) {
+            proptest::prop_assert_eq!(a, raw_from_proto(&b));
+        }
+        Ok(())
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig { cases: 3000, ..Default::default() })]
 
@@ -370,12 +366,7 @@ mod tests {
         /// reads the same fields, on random bytes...
         #[test]
         fn zero_copy_decoder_agrees_with_prost_on_random_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80)) {
-            let ours = decode_card_event(&bytes);
-            let theirs = decode_proto_event(&bytes);
-            proptest::prop_assert_eq!(ours.is_ok(), theirs.is_ok(), "{:?}", bytes);
-            if let (Ok(a), Ok(b)) = (ours, theirs) {
-                proptest::prop_assert_eq!(a, raw_from_proto(&b));
-            }
+            same_decoding(&bytes)?;
         }
 
         /// ...and on real messages, cut or with a byte changed.
@@ -392,12 +383,7 @@ mod tests {
             bytes.extend_from_slice(&e.encode_to_vec());
             if at < bytes.len() { bytes[at] = byte; }
             bytes.truncate(cut.min(bytes.len()));
-            let ours = decode_card_event(&bytes);
-            let theirs = decode_proto_event(&bytes);
-            proptest::prop_assert_eq!(ours.is_ok(), theirs.is_ok(), "{:?}", bytes);
-            if let (Ok(a), Ok(b)) = (ours, theirs) {
-                proptest::prop_assert_eq!(a, raw_from_proto(&b));
-            }
+            same_decoding(&bytes)?;
         }
     }
 
