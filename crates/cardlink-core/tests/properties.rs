@@ -75,8 +75,11 @@ fn engine_for(offers: &[Value]) -> Engine {
     Engine::new(OfferBook::new(offers))
 }
 
+/// A reward record: offer, status, kind, value, delta.
+type Record = (String, RewardStatus, RewardKind, Decimal, Decimal);
+
 /// Runs the feed; returns the engine and every record.
-fn replay(offers: &[Value], feed: &[Value]) -> (Engine, Vec<(String, RewardStatus, RewardKind, Decimal, Decimal)>) {
+fn replay(offers: &[Value], feed: &[Value]) -> (Engine, Vec<Record>) {
     let mut engine = engine_for(offers);
     let mut records = Vec::new();
     for e in feed {

@@ -271,7 +271,7 @@ fn r4_value() {
         (points("o", "1000000", json!({})), auth("e1", "t1", "999999999999999.99"), "999999999999999990000"),
     ];
     for (offer, event, expected) in cases {
-        let (lines, _) = run(&[offer.clone()], &[event.clone()]);
+        let (lines, _) = run(std::slice::from_ref(&offer), std::slice::from_ref(&event));
         let want: Vec<String> =
             if expected.is_empty() { vec![] } else { vec![format!("e1 o PENDING {expected} {expected}")] };
         assert_eq!(lines, want, "offer {offer}, event {event}");

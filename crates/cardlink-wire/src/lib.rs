@@ -6,8 +6,6 @@
 //! Pure functions over byte slices: framing and I/O live in the adapters.
 #![warn(missing_docs)]
 
-use std::borrow::Cow;
-
 mod fastproto;
 
 pub use fastproto::decode_card_event;
