@@ -48,6 +48,9 @@ pub struct Candidate {
     pub days: u8,
     /// The card must have activated the offer.
     pub activation_required: bool,
+    /// [`crate::state::IdSet::hash`] of the offer id, to look activations
+    /// up without hashing the id per candidate.
+    pub id_hash: u64,
     /// MCC or country lists beyond the anchor: judged on the offer itself.
     pub extra_merchant_rules: bool,
     /// Local time window.
@@ -82,6 +85,7 @@ impl Candidate {
             networks: offer.networks,
             days: offer.days,
             activation_required: offer.activation_required,
+            id_hash: crate::state::IdSet::hash(&offer.id),
             extra_merchant_rules,
             hours: offer.hours,
             valid_from: offer.valid_from,

@@ -151,7 +151,8 @@ fn eligible(book: &OfferBook, c: &Candidate, p: &Purchase<'_>, when: &When, card
         && c.budget.is_none_or(|b| book.slot(c.idx).usage.used < b)
         && c.max_per_card.is_none_or(|max| u64::from(card.map_or(0, |card| card.live_count(c.idx))) < max)
         && (!c.extra_merchant_rules || merchant_rules(&book.slot(c.idx).offer, p))
-        && (!c.activation_required || card.is_some_and(|card| card.activations.contains(&*book.slot(c.idx).offer.id)))
+        && (!c.activation_required
+            || card.is_some_and(|card| card.activations.contains_hashed(c.id_hash, || &book.slot(c.idx).offer.id)))
 }
 
 fn merchant_rules(offer: &Offer, p: &Purchase<'_>) -> bool {
@@ -303,9 +304,7 @@ pub fn apply(
 
     match event.body {
         EventBody::Activation { offer_id } => {
-            if !card.activations.contains(offer_id) {
-                card.activations.insert(Box::from(offer_id));
-            }
+            card.activations.insert(offer_id);
         }
         EventBody::Authorization(p) => {
             if !card.transactions.contains_key(p.transaction_id) {

@@ -26,7 +26,7 @@ pub use event::{
 pub use ledger::Ledger;
 pub use money::Currency;
 pub use offer::{Offer, OfferError, parse_offer, parse_offer_file};
-pub use state::{CardState, CardStore, RewardStatus};
+pub use state::{CardState, CardStore, IdSet, RewardStatus};
 
 /// The reward id of an offer's reward on a transaction: the same on every
 /// run. `offer|transaction|card`, with `%` and `|` percent-escaped in the

@@ -4,7 +4,7 @@
 //! the partition that owns the card, and snapshot or changelog it.
 
 use rust_decimal::Decimal;
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 
 use crate::book::OfferIdx;
 use crate::event::Money;
@@ -32,18 +32,20 @@ impl RewardStatus {
     }
 }
 
-/// The event ids a card has processed (R2), stored in one string per card
-/// with a hash table of spans into it: no allocation per event, and about
-/// a third of the memory of a set of boxed strings.
+/// A set of ids (the event ids a card processed, R2; the offers it
+/// activated, R3), stored in one string per set with a hash table of spans
+/// into it: no allocation per insert, and about a third of the memory of a
+/// set of boxed strings.
 #[derive(Clone, Default)]
-pub struct SeenIds {
+pub struct IdSet {
     bytes: String,
     spans: hashbrown::HashTable<(u32, u32)>,
 }
 
-impl SeenIds {
+impl IdSet {
+    /// The hash an id is filed under, for [`IdSet::contains_hashed`].
     #[inline]
-    fn hash(id: &str) -> u64 {
+    pub fn hash(id: &str) -> u64 {
         use std::hash::BuildHasher;
         rustc_hash::FxBuildHasher.hash_one(id)
     }
@@ -59,10 +61,17 @@ impl SeenIds {
         self.spans.find(Self::hash(id), |&s| self.span(s) == id).is_some()
     }
 
+    /// True when `id` is in the set, given its [`IdSet::hash`]: the id itself
+    /// is only produced when a stored id has a matching hash tag.
+    #[inline]
+    pub fn contains_hashed<'i>(&self, hash: u64, id: impl Fn() -> &'i str) -> bool {
+        !self.is_empty() && self.spans.find(hash, |&s| self.span(s) == id()).is_some()
+    }
+
     /// Remembers `id`; false when it was already there.
     pub fn insert(&mut self, id: &str) -> bool {
         let hash = Self::hash(id);
-        let SeenIds { bytes, spans } = self;
+        let IdSet { bytes, spans } = self;
         let span_of = |(start, len): (u32, u32)| &bytes[start as usize..start as usize + len as usize];
         if spans.find(hash, |&s| span_of(s) == id).is_some() {
             return false;
@@ -96,7 +105,7 @@ impl SeenIds {
     }
 }
 
-impl<S: AsRef<str>> Extend<S> for SeenIds {
+impl<S: AsRef<str>> Extend<S> for IdSet {
     fn extend<I: IntoIterator<Item = S>>(&mut self, ids: I) {
         for id in ids {
             self.insert(id.as_ref());
@@ -104,23 +113,23 @@ impl<S: AsRef<str>> Extend<S> for SeenIds {
     }
 }
 
-impl<S: AsRef<str>> FromIterator<S> for SeenIds {
+impl<S: AsRef<str>> FromIterator<S> for IdSet {
     fn from_iter<I: IntoIterator<Item = S>>(ids: I) -> Self {
-        let mut seen = SeenIds::default();
+        let mut seen = IdSet::default();
         seen.extend(ids);
         seen
     }
 }
 
-impl PartialEq for SeenIds {
+impl PartialEq for IdSet {
     fn eq(&self, other: &Self) -> bool {
         self.len() == other.len() && self.iter().all(|id| other.contains(id))
     }
 }
 
-impl Eq for SeenIds {}
+impl Eq for IdSet {}
 
-impl std::fmt::Debug for SeenIds {
+impl std::fmt::Debug for IdSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_set().entries(self.iter()).finish()
     }
@@ -162,9 +171,9 @@ pub struct Transaction {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CardState {
     /// Ids of processed events (R2).
-    pub seen: SeenIds,
+    pub seen: IdSet,
     /// Offers the card activated (R3).
-    pub activations: FxHashSet<Box<str>>,
+    pub activations: IdSet,
     /// Transactions by id (R8–R11).
     pub transactions: FxHashMap<Box<str>, Transaction>,
     /// Live rewards per offer (R7); entries at zero are removed.
@@ -194,39 +203,86 @@ pub(crate) fn bump_live(live: &mut Vec<(OfferIdx, u32)>, offer: OfferIdx, up: bo
     }
 }
 
+/// A card token as a table key: tokens up to 23 bytes (the common case)
+/// are stored inline, so comparing a key during a look-up reads the table
+/// entry itself instead of a separate heap string.
+#[derive(Clone)]
+enum TokenKey {
+    Inline { len: u8, bytes: [u8; 23] },
+    Heap(Box<str>),
+}
+
+impl TokenKey {
+    fn new(token: &str) -> Self {
+        let b = token.as_bytes();
+        if b.len() <= 23 {
+            let mut bytes = [0u8; 23];
+            bytes[..b.len()].copy_from_slice(b);
+            TokenKey::Inline { len: b.len() as u8, bytes }
+        } else {
+            TokenKey::Heap(Box::from(token))
+        }
+    }
+
+    #[inline]
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            TokenKey::Inline { len, bytes } => &bytes[..*len as usize],
+            TokenKey::Heap(s) => s.as_bytes(),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(self.as_bytes()).expect("made from a str")
+    }
+}
+
+#[inline]
+fn token_hash(token: &[u8]) -> u64 {
+    use std::hash::BuildHasher;
+    rustc_hash::FxBuildHasher.hash_one(token)
+}
+
 /// Every card's state, by card token.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct CardStore {
-    // Boxed so the table stays dense (one key and one pointer an entry):
-    // the look-up per event then touches fewer cache lines, and growing
-    // the table moves pointers rather than whole states.
-    cards: FxHashMap<Box<str>, Box<CardState>>,
+    // States are boxed so the table stays dense (a key and a pointer an
+    // entry): the look-up per event touches one table line, and growing the
+    // table moves pointers rather than whole states.
+    cards: hashbrown::HashTable<(TokenKey, Box<CardState>)>,
+}
+
+impl std::fmt::Debug for CardStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
 }
 
 impl CardStore {
     /// The state of a card, if it has any.
     #[inline]
     pub fn get(&self, token: &str) -> Option<&CardState> {
-        self.cards.get(token).map(|c| &**c)
+        let t = token.as_bytes();
+        self.cards.find(token_hash(t), |(k, _)| k.as_bytes() == t).map(|(_, c)| &**c)
     }
 
     /// The state of a card, for change.
     #[inline]
     pub fn get_mut(&mut self, token: &str) -> Option<&mut CardState> {
-        self.cards.get_mut(token).map(|c| &mut **c)
+        let t = token.as_bytes();
+        self.cards.find_mut(token_hash(t), |(k, _)| k.as_bytes() == t).map(|(_, c)| &mut **c)
     }
 
     /// The state of a card, created empty when new.
     pub fn get_or_insert(&mut self, token: &str) -> &mut CardState {
-        if !self.cards.contains_key(token) {
-            self.cards.insert(Box::from(token), Box::default());
-        }
-        self.cards.get_mut(token).expect("just inserted")
+        let t = token.as_bytes();
+        let entry = self.cards.entry(token_hash(t), |(k, _)| k.as_bytes() == t, |(k, _)| token_hash(k.as_bytes()));
+        &mut *entry.or_insert_with(|| (TokenKey::new(token), Box::default())).into_mut().1
     }
 
     /// Every card, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &CardState)> {
-        self.cards.iter().map(|(k, v)| (&**k, &**v))
+        self.cards.iter().map(|(k, v)| (k.as_str(), &**v))
     }
 
     /// Number of cards with state.
@@ -241,12 +297,16 @@ impl CardStore {
 
     /// Puts a card's state in place (restoring from a snapshot).
     pub fn insert(&mut self, token: &str, state: CardState) {
-        self.cards.insert(Box::from(token), Box::new(state));
+        *self.get_or_insert(token) = state;
     }
 
     /// Removes a card's state (a partition moving away).
     pub fn remove(&mut self, token: &str) -> Option<CardState> {
-        self.cards.remove(token).map(|c| *c)
+        let t = token.as_bytes();
+        match self.cards.find_entry(token_hash(t), |(k, _)| k.as_bytes() == t) {
+            Ok(entry) => Some(*entry.remove().0.1),
+            Err(_) => None,
+        }
     }
 }
 
@@ -256,7 +316,7 @@ mod tests {
 
     #[test]
     fn seen_ids_behave_as_a_set() {
-        let mut seen = SeenIds::default();
+        let mut seen = IdSet::default();
         for i in 0..10_000 {
             assert!(seen.insert(&format!("e-{i}")));
         }
@@ -264,8 +324,28 @@ mod tests {
         assert!(seen.contains("e-9999") && !seen.contains("e-10000") && !seen.contains(""));
         assert!(seen.insert(""));
         assert_eq!(seen.len(), 10_001);
-        let copy: SeenIds = seen.iter().collect();
+        let copy: IdSet = seen.iter().collect();
         assert_eq!(copy, seen);
-        assert_ne!(copy, SeenIds::default());
+        assert_ne!(copy, IdSet::default());
+    }
+
+    #[test]
+    fn card_store_keys_short_and_long_tokens() {
+        let mut store = CardStore::default();
+        let long = "t".repeat(64);
+        for token in ["c1", "tok_12345678901234567890", "exactly_twenty_three_ch", long.as_str()] {
+            assert!(store.get(token).is_none());
+            store.get_or_insert(token).activations.insert(token);
+        }
+        assert_eq!(store.len(), 4);
+        for token in ["c1", "tok_12345678901234567890", "exactly_twenty_three_ch", long.as_str()] {
+            assert!(store.get(token).unwrap().activations.contains(token));
+        }
+        assert!(store.get("c").is_none() && store.get("c12").is_none());
+        let mut tokens: Vec<&str> = store.iter().map(|(t, _)| t).collect();
+        tokens.sort();
+        assert_eq!(tokens.len(), 4);
+        assert!(store.remove("c1").is_some() && store.remove("c1").is_none());
+        assert_eq!(store.len(), 3);
     }
 }
