@@ -277,7 +277,7 @@ impl CardStore {
     pub fn get_or_insert(&mut self, token: &str) -> &mut CardState {
         let t = token.as_bytes();
         let entry = self.cards.entry(token_hash(t), |(k, _)| k.as_bytes() == t, |(k, _)| token_hash(k.as_bytes()));
-        &mut *entry.or_insert_with(|| (TokenKey::new(token), Box::default())).into_mut().1
+        &mut entry.or_insert_with(|| (TokenKey::new(token), Box::default())).into_mut().1
     }
 
     /// Every card, in no particular order.
