@@ -11,6 +11,15 @@ use cardlink_replay::{Progress, Replayer};
 use cardlink_wire::Format;
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod kafka;
+mod logging;
+mod signals;
+
+/// The engine allocates small keys per event; mimalloc is markedly faster
+/// at that than the system allocator (see BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// cardlink: matches card events against merchant offers and issues rewards.
 #[derive(Parser)]
 #[command(version, about)]
@@ -27,6 +36,12 @@ enum Command {
     Simulate(SimulateArgs),
     /// Simulates a feed in memory, replays it and prints what happened.
     Demo(DemoArgs),
+    /// Runs the live pipeline: card events from Kafka in, rewards out,
+    /// exactly once (docs/kafka.md). Stops cleanly on SIGINT or SIGTERM.
+    Run(kafka::RunArgs),
+    /// Publishes or retires offers on the Kafka offers topic.
+    #[command(subcommand)]
+    Offers(kafka::OffersCommand),
 }
 
 /// The simulator's knobs, shared by `simulate` and `demo`.
@@ -77,11 +92,20 @@ impl SimArgs {
 #[derive(clap::Args)]
 struct SimulateArgs {
     /// Where to write the feed: JSON Lines (.jsonl) or length-delimited protobuf (.pb).
-    #[arg(long)]
-    events: PathBuf,
-    /// Where to write the matching offer file.
-    #[arg(long)]
-    offers: PathBuf,
+    #[arg(long, required_unless_present = "kafka")]
+    events: Option<PathBuf>,
+    /// Where to write the matching offer file (optional with --kafka).
+    #[arg(long, required_unless_present = "kafka")]
+    offers: Option<PathBuf>,
+    /// Produce the feed to the Kafka events topic (keyed by card token)
+    /// instead of a file.
+    #[arg(long, conflicts_with = "events")]
+    kafka: bool,
+    /// With --kafka: records per second; as fast as possible when absent.
+    #[arg(long, requires = "kafka")]
+    rate: Option<u64>,
+    #[command(flatten)]
+    kafka_config: kafka::ConfigArg,
     /// Records in the feed (duplicates and malformed records included).
     #[arg(long, default_value_t = 1_000_000)]
     count: u64,
@@ -149,7 +173,7 @@ struct ReplayArgs {
 }
 
 /// Failures, by the exit code the contract gives them.
-enum Failure {
+pub(crate) enum Failure {
     /// Bad arguments or an invalid offer file: exit 2.
     Usage(anyhow::Error),
     /// I/O: exit 1.
@@ -162,6 +186,8 @@ fn main() -> ExitCode {
         Command::Replay(args) => replay(args),
         Command::Simulate(args) => simulate(args),
         Command::Demo(args) => demo(args),
+        Command::Run(args) => kafka::run(args),
+        Command::Offers(command) => kafka::offers(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -239,14 +265,21 @@ fn replay(args: ReplayArgs) -> Result<(), Failure> {
 }
 
 fn simulate(args: SimulateArgs) -> Result<(), Failure> {
-    let format = format_of(&args.events, args.format)?;
     let config = args.sim.config(args.count);
-    let offers = File::create(&args.offers)
-        .with_context(|| format!("cannot create {}", args.offers.display()))
-        .map_err(Failure::Io)?;
-    cardlink_sim::write_offers(&config, BufWriter::new(offers)).context("writing offers").map_err(Failure::Io)?;
-    let events = File::create(&args.events)
-        .with_context(|| format!("cannot create {}", args.events.display()))
+    if let Some(path) = &args.offers {
+        let offers =
+            File::create(path).with_context(|| format!("cannot create {}", path.display())).map_err(Failure::Io)?;
+        cardlink_sim::write_offers(&config, BufWriter::new(offers)).context("writing offers").map_err(Failure::Io)?;
+    }
+    if args.kafka {
+        return kafka::simulate(&config, args.rate, &args.kafka_config);
+    }
+    let (Some(events_path), Some(offers_path)) = (&args.events, &args.offers) else {
+        return Err(Failure::Usage(anyhow::anyhow!("--events and --offers are required without --kafka")));
+    };
+    let format = format_of(events_path, args.format)?;
+    let events = File::create(events_path)
+        .with_context(|| format!("cannot create {}", events_path.display()))
         .map_err(Failure::Io)?;
     let started = std::time::Instant::now();
     let n = cardlink_sim::write_feed(&config, format, BufWriter::with_capacity(1 << 20, events))
@@ -254,9 +287,9 @@ fn simulate(args: SimulateArgs) -> Result<(), Failure> {
         .map_err(Failure::Io)?;
     eprintln!(
         "wrote {n} records to {} and {} offers to {} in {:.1} s",
-        args.events.display(),
+        events_path.display(),
         config.offers,
-        args.offers.display(),
+        offers_path.display(),
         started.elapsed().as_secs_f64()
     );
     Ok(())

@@ -1,0 +1,179 @@
+//! Topics: cardlink creates what it needs with the admin client,
+//! idempotently, and checks the layout the pipeline relies on (one
+//! changelog partition per input partition). Every call is bounded: an
+//! unreachable broker is a clear error, never a hang.
+
+use std::collections::BTreeMap;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::metadata::Metadata;
+
+use crate::{Config, Error};
+
+/// Partition counts of the topics, as found or created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// Partitions of the input (and so of the state changelog).
+    pub events: i32,
+    /// Partitions of the offers topic.
+    pub offers: i32,
+}
+
+/// What the pipeline needs of one topic.
+struct Spec<'a> {
+    name: &'a str,
+    partitions: i32,
+    configs: Vec<(&'a str, String)>,
+}
+
+fn admin(config: &Config) -> Result<AdminClient<DefaultClientContext>, Error> {
+    config.finish(config.client("admin")).create().map_err(|e| Error::Config(format!("admin client: {e}")))
+}
+
+/// Fetches cluster metadata (all topics, or one), bounded by the start-up
+/// timeout.
+fn metadata(
+    admin: &AdminClient<DefaultClientContext>,
+    config: &Config,
+    topic: Option<&str>,
+) -> Result<Metadata, Error> {
+    admin.inner().fetch_metadata(topic, config.startup_timeout()).map_err(|e| Error::Unreachable {
+        bootstrap: config.kafka.bootstrap.clone(),
+        secs: config.startup_timeout().as_secs(),
+        detail: e.to_string(),
+    })
+}
+
+/// Checks that a broker answers, within the start-up bound.
+pub fn check_reachable(config: &Config) -> Result<(), Error> {
+    let admin = admin(config)?;
+    metadata(&admin, config, None).map(|_| ())
+}
+
+fn partition_counts(md: &Metadata) -> BTreeMap<String, i32> {
+    md.topics()
+        .iter()
+        .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+        .map(|t| (t.name().to_owned(), t.partitions().len() as i32))
+        .collect()
+}
+
+/// Makes sure every topic exists with the right settings, creating the
+/// missing ones (when `topics.create`), and returns the partition counts.
+/// The state changelog must have exactly as many partitions as the input.
+pub fn ensure_topics(config: &Config) -> Result<Layout, Error> {
+    let admin = admin(config)?;
+    let existing = partition_counts(&metadata(&admin, config, None)?);
+    let t = &config.topics;
+    let events_partitions = existing.get(&t.events).copied().unwrap_or(t.partitions);
+    let mut common = Vec::new();
+    if let Some(n) = t.min_insync_replicas {
+        common.push(("min.insync.replicas", n.to_string()));
+    }
+    let with = |extra: &[(&'static str, &str)]| {
+        let mut c = common.clone();
+        c.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+        c
+    };
+    let specs = [
+        Spec { name: &t.events, partitions: events_partitions, configs: with(&[]) },
+        Spec { name: &t.offers, partitions: t.offers_partitions, configs: with(&[("cleanup.policy", "compact")]) },
+        Spec { name: &t.rewards, partitions: t.partitions, configs: with(&[]) },
+        Spec { name: &t.dead_letters, partitions: t.partitions, configs: with(&[]) },
+        // The changelog is compacted: only each card's latest state is kept.
+        // Smaller segments let the cleaner keep restores short.
+        Spec {
+            name: &t.state,
+            partitions: events_partitions,
+            configs: with(&[("cleanup.policy", "compact"), ("segment.bytes", "67108864")]),
+        },
+    ];
+    let missing: Vec<&Spec> = specs.iter().filter(|s| !existing.contains_key(s.name)).collect();
+    if !missing.is_empty() {
+        if !t.create {
+            let names: Vec<&str> = missing.iter().map(|s| s.name).collect();
+            return Err(Error::Topic { topic: names.join(", "), detail: "missing, and topics.create is false".into() });
+        }
+        create(&admin, config, &missing)?;
+    }
+    let counts = wait_visible(&admin, config, &specs)?;
+    let state = counts[&t.state];
+    let events = counts[&t.events];
+    if state != events {
+        return Err(Error::Topic {
+            topic: t.state.clone(),
+            detail: format!(
+                "has {state} partitions but {} has {events}: the state of input partition p lives in \
+                 changelog partition p, so they must match (recreate the changelog, or use a new name)",
+                t.events
+            ),
+        });
+    }
+    Ok(Layout { events, offers: counts[&t.offers] })
+}
+
+fn create(admin: &AdminClient<DefaultClientContext>, config: &Config, specs: &[&Spec]) -> Result<(), Error> {
+    let new: Vec<NewTopic> = specs
+        .iter()
+        .map(|s| {
+            let mut n = NewTopic::new(s.name, s.partitions, TopicReplication::Fixed(config.topics.replication_factor));
+            for (k, v) in &s.configs {
+                n = n.set(k, v);
+            }
+            n
+        })
+        .collect();
+    let bound = config.startup_timeout();
+    let opts = AdminOptions::new().request_timeout(Some(bound)).operation_timeout(Some(bound));
+    let results = futures_executor::block_on(admin.create_topics(new.iter(), &opts))
+        .map_err(|e| Error::Topic { topic: specs[0].name.into(), detail: format!("cannot create: {e}") })?;
+    for r in results {
+        match r {
+            Ok(name) => log::info!("created topic {name}"),
+            // Another instance created it first: that is the idempotent case.
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(Error::Topic { topic: name, detail: format!("cannot create: {code}") });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Waits (bounded) until every topic shows all its partitions with a
+/// leader: a freshly created topic takes a moment to appear everywhere.
+fn wait_visible(
+    admin: &AdminClient<DefaultClientContext>,
+    config: &Config,
+    specs: &[Spec],
+) -> Result<BTreeMap<String, i32>, Error> {
+    let deadline = Instant::now() + config.startup_timeout();
+    let mut counts = BTreeMap::new();
+    for s in specs {
+        loop {
+            let md = metadata(admin, config, Some(s.name))?;
+            let ready = md
+                .topics()
+                .iter()
+                .find(|t| t.name() == s.name && t.error().is_none())
+                .filter(|t| !t.partitions().is_empty() && t.partitions().iter().all(|p| p.leader() >= 0))
+                .map(|t| t.partitions().len() as i32);
+            if let Some(n) = ready {
+                counts.insert(s.name.to_owned(), n);
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Topic {
+                    topic: s.name.into(),
+                    detail: format!("not available within {} s", config.startup_timeout().as_secs()),
+                });
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Ok(counts)
+}

@@ -1,0 +1,498 @@
+//! Configuration of the live pipeline: one TOML file, defaults for
+//! everything, environment overrides on top.
+//!
+//! ```toml
+//! [kafka]
+//! bootstrap = "127.0.0.1:19092"
+//! [kafka.security]
+//! protocol = "SASL_SSL"
+//! sasl_mechanism = "SCRAM-SHA-512"
+//! sasl_username = "cardlink"
+//! sasl_password = "..."
+//! [kafka.options]            # passed to librdkafka as they are
+//! "socket.keepalive.enable" = "true"
+//! [topics]
+//! events = "card-events"
+//! partitions = 6
+//! [formats]
+//! events = "protobuf"        # or "json", per topic
+//! [pipeline]
+//! group_id = "cardlink"
+//! instance_id = "0"
+//! commit_max_records = 5000
+//! commit_max_ms = 100
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use serde::Deserialize;
+
+use crate::Error;
+
+/// The whole configuration. Every field has a default, so an empty file
+/// (or none) runs against a local broker.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where Kafka is and how to talk to it.
+    pub kafka: KafkaConfig,
+    /// Topic names and how they are created.
+    pub topics: TopicsConfig,
+    /// Wire format of each topic.
+    pub formats: FormatsConfig,
+    /// The consume–match–produce loop.
+    pub pipeline: PipelineConfig,
+}
+
+/// Connection settings shared by every client.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, comma separated (`bootstrap.servers`).
+    pub bootstrap: String,
+    /// `client.id` prefix of every client.
+    pub client_id: String,
+    /// Security: TLS and SASL.
+    pub security: SecurityConfig,
+    /// librdkafka options passed through to every client; they win over
+    /// cardlink's own settings.
+    pub options: BTreeMap<String, String>,
+    /// Bound on start-up operations (metadata, topic creation), in ms: an
+    /// unreachable broker is an error after this long, never a hang.
+    pub startup_timeout_ms: u64,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            bootstrap: "127.0.0.1:19092".into(),
+            client_id: "cardlink".into(),
+            security: SecurityConfig::default(),
+            options: BTreeMap::new(),
+            startup_timeout_ms: 15_000,
+        }
+    }
+}
+
+/// Secret-free debug output: option values whose name looks secret are
+/// replaced.
+impl fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let options: BTreeMap<&str, &str> = self
+            .options
+            .iter()
+            .map(|(k, v)| (k.as_str(), if is_secret_key(k) { REDACTED } else { v.as_str() }))
+            .collect();
+        f.debug_struct("KafkaConfig")
+            .field("bootstrap", &self.bootstrap)
+            .field("client_id", &self.client_id)
+            .field("security", &self.security)
+            .field("options", &options)
+            .field("startup_timeout_ms", &self.startup_timeout_ms)
+            .finish()
+    }
+}
+
+const REDACTED: &str = "<redacted>";
+
+/// True for librdkafka option names that hold secrets.
+pub fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    k.contains("password")
+        || k.contains("secret")
+        || k.ends_with(".pem")
+        || k.contains("key.pem")
+        || k.contains("token")
+}
+
+/// TLS and SASL settings (`security.protocol`, `sasl.*`, `ssl.*`).
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityConfig {
+    /// `PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL`; librdkafka's
+    /// default (plaintext) when absent.
+    pub protocol: Option<String>,
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    pub sasl_mechanism: Option<String>,
+    /// SASL user name.
+    pub sasl_username: Option<String>,
+    /// SASL password; never printed.
+    pub sasl_password: Option<String>,
+    /// CA certificate file for TLS (`ssl.ca.location`).
+    pub ssl_ca_location: Option<String>,
+}
+
+impl fmt::Debug for SecurityConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecurityConfig")
+            .field("protocol", &self.protocol)
+            .field("sasl_mechanism", &self.sasl_mechanism)
+            .field("sasl_username", &self.sasl_username)
+            .field("sasl_password", &self.sasl_password.as_ref().map(|_| REDACTED))
+            .field("ssl_ca_location", &self.ssl_ca_location)
+            .finish()
+    }
+}
+
+/// Topic names and creation settings.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicsConfig {
+    /// Input: card events keyed by card token.
+    pub events: String,
+    /// Offers: compacted, keyed by offer id; an empty value retires.
+    pub offers: String,
+    /// Output: reward records keyed by card token.
+    pub rewards: String,
+    /// Output: rejected records with their reasons.
+    pub dead_letters: String,
+    /// Internal: compacted changelog of per-card state, one partition per
+    /// input partition.
+    pub state: String,
+    /// Partitions of `events` (and so of `state`), `rewards` and
+    /// `dead_letters` when cardlink creates them.
+    pub partitions: i32,
+    /// Partitions of `offers` when cardlink creates it.
+    pub offers_partitions: i32,
+    /// Replication factor of every topic cardlink creates.
+    pub replication_factor: i32,
+    /// `min.insync.replicas` of the topics cardlink creates; the broker's
+    /// default when absent.
+    pub min_insync_replicas: Option<u32>,
+    /// Create missing topics (idempotently); when false a missing topic is
+    /// an error.
+    pub create: bool,
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        TopicsConfig {
+            events: "card-events".into(),
+            offers: "offers".into(),
+            rewards: "rewards".into(),
+            dead_letters: "dead-letters".into(),
+            state: "cardlink-state".into(),
+            partitions: 6,
+            offers_partitions: 1,
+            replication_factor: 1,
+            min_insync_replicas: None,
+            create: true,
+        }
+    }
+}
+
+/// Wire format of a topic's values.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TopicFormat {
+    /// The `cardlink.v1` protobuf message of the topic.
+    #[default]
+    Protobuf,
+    /// The contract's JSON form, one object per record.
+    Json,
+}
+
+impl TopicFormat {
+    fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "protobuf" | "proto" => Some(TopicFormat::Protobuf),
+            "json" => Some(TopicFormat::Json),
+            _ => None,
+        }
+    }
+}
+
+/// Wire format per topic (the state changelog is always protobuf).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FormatsConfig {
+    /// Card events.
+    pub events: TopicFormat,
+    /// Offers.
+    pub offers: TopicFormat,
+    /// Reward records.
+    pub rewards: TopicFormat,
+    /// Dead letters.
+    pub dead_letters: TopicFormat,
+}
+
+/// The transactional loop.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Consumer group of every instance.
+    pub group_id: String,
+    /// This instance's id, unique in the group and stable across restarts:
+    /// it names the transactional producer (`<prefix>-<instance_id>`), so a
+    /// restarted instance fences and aborts its predecessor's transaction.
+    pub instance_id: String,
+    /// Prefix of the transactional id.
+    pub transactional_id_prefix: String,
+    /// Join the group as a static member (`group.instance.id` = group and
+    /// instance id), so a restarted instance gets its partitions back at
+    /// once, without a rebalance, instead of after the session timeout.
+    /// The price: a stopped instance's partitions wait the session timeout
+    /// before they move, and after a coordinator outage longer than the
+    /// session timeout librdkafka reports the member fenced (the pipeline
+    /// then restarts itself inside the process).
+    pub static_membership: bool,
+    /// Commit after this many input records…
+    pub commit_max_records: usize,
+    /// …or this many milliseconds after the transaction began, whichever
+    /// comes first.
+    pub commit_max_ms: u64,
+    /// `transaction.timeout.ms`: the broker aborts a transaction left open
+    /// longer (a crashed instance's).
+    pub transaction_timeout_ms: u64,
+    /// `session.timeout.ms` of the consumer: how long a dead instance holds
+    /// its partitions.
+    pub session_timeout_ms: u64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            group_id: "cardlink".into(),
+            instance_id: "0".into(),
+            transactional_id_prefix: "cardlink".into(),
+            static_membership: true,
+            commit_max_records: 20_000,
+            commit_max_ms: 100,
+            transaction_timeout_ms: 10_000,
+            session_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// Environment variables that override the file, with what they set.
+pub const ENV_OVERRIDES: &[(&str, &str)] = &[
+    ("CARDLINK_KAFKA_BOOTSTRAP", "kafka.bootstrap"),
+    ("CARDLINK_KAFKA_SECURITY_PROTOCOL", "kafka.security.protocol"),
+    ("CARDLINK_KAFKA_SASL_MECHANISM", "kafka.security.sasl_mechanism"),
+    ("CARDLINK_KAFKA_SASL_USERNAME", "kafka.security.sasl_username"),
+    ("CARDLINK_KAFKA_SASL_PASSWORD", "kafka.security.sasl_password"),
+    ("CARDLINK_KAFKA_SSL_CA_LOCATION", "kafka.security.ssl_ca_location"),
+    ("CARDLINK_TOPIC_EVENTS", "topics.events"),
+    ("CARDLINK_TOPIC_OFFERS", "topics.offers"),
+    ("CARDLINK_TOPIC_REWARDS", "topics.rewards"),
+    ("CARDLINK_TOPIC_DEAD_LETTERS", "topics.dead_letters"),
+    ("CARDLINK_TOPIC_STATE", "topics.state"),
+    ("CARDLINK_PARTITIONS", "topics.partitions"),
+    ("CARDLINK_REPLICATION_FACTOR", "topics.replication_factor"),
+    ("CARDLINK_FORMAT_EVENTS", "formats.events"),
+    ("CARDLINK_FORMAT_OFFERS", "formats.offers"),
+    ("CARDLINK_FORMAT_REWARDS", "formats.rewards"),
+    ("CARDLINK_FORMAT_DEAD_LETTERS", "formats.dead_letters"),
+    ("CARDLINK_GROUP_ID", "pipeline.group_id"),
+    ("CARDLINK_INSTANCE_ID", "pipeline.instance_id"),
+    ("CARDLINK_COMMIT_MAX_RECORDS", "pipeline.commit_max_records"),
+    ("CARDLINK_COMMIT_MAX_MS", "pipeline.commit_max_ms"),
+];
+
+impl Config {
+    /// Reads a TOML file (when given) and applies the environment
+    /// overrides of [`ENV_OVERRIDES`].
+    pub fn load(path: Option<&Path>) -> Result<Config, Error> {
+        let mut config = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| Error::Config(format!("cannot read {}: {e}", p.display())))?;
+                Config::from_toml(&text).map_err(|e| Error::Config(format!("{}: {e}", p.display())))?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(|k| std::env::var(k).ok())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses TOML text (no environment, no validation).
+    pub fn from_toml(text: &str) -> Result<Config, Error> {
+        toml::from_str(text).map_err(|e| Error::Config(e.to_string()))
+    }
+
+    /// Applies overrides read through `get` (the environment in
+    /// [`Config::load`]).
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), Error> {
+        for (var, _) in ENV_OVERRIDES {
+            let Some(v) = get(var) else { continue };
+            let number =
+                |v: &str| v.trim().parse::<u64>().map_err(|_| Error::Config(format!("{var}: not a number: {v}")));
+            let format = |v: &str| {
+                TopicFormat::parse(v).ok_or_else(|| Error::Config(format!("{var}: expected json or protobuf, got {v}")))
+            };
+            match *var {
+                "CARDLINK_KAFKA_BOOTSTRAP" => self.kafka.bootstrap = v,
+                "CARDLINK_KAFKA_SECURITY_PROTOCOL" => self.kafka.security.protocol = Some(v),
+                "CARDLINK_KAFKA_SASL_MECHANISM" => self.kafka.security.sasl_mechanism = Some(v),
+                "CARDLINK_KAFKA_SASL_USERNAME" => self.kafka.security.sasl_username = Some(v),
+                "CARDLINK_KAFKA_SASL_PASSWORD" => self.kafka.security.sasl_password = Some(v),
+                "CARDLINK_KAFKA_SSL_CA_LOCATION" => self.kafka.security.ssl_ca_location = Some(v),
+                "CARDLINK_TOPIC_EVENTS" => self.topics.events = v,
+                "CARDLINK_TOPIC_OFFERS" => self.topics.offers = v,
+                "CARDLINK_TOPIC_REWARDS" => self.topics.rewards = v,
+                "CARDLINK_TOPIC_DEAD_LETTERS" => self.topics.dead_letters = v,
+                "CARDLINK_TOPIC_STATE" => self.topics.state = v,
+                "CARDLINK_PARTITIONS" => self.topics.partitions = number(&v)? as i32,
+                "CARDLINK_REPLICATION_FACTOR" => self.topics.replication_factor = number(&v)? as i32,
+                "CARDLINK_FORMAT_EVENTS" => self.formats.events = format(&v)?,
+                "CARDLINK_FORMAT_OFFERS" => self.formats.offers = format(&v)?,
+                "CARDLINK_FORMAT_REWARDS" => self.formats.rewards = format(&v)?,
+                "CARDLINK_FORMAT_DEAD_LETTERS" => self.formats.dead_letters = format(&v)?,
+                "CARDLINK_GROUP_ID" => self.pipeline.group_id = v,
+                "CARDLINK_INSTANCE_ID" => self.pipeline.instance_id = v,
+                "CARDLINK_COMMIT_MAX_RECORDS" => self.pipeline.commit_max_records = number(&v)? as usize,
+                "CARDLINK_COMMIT_MAX_MS" => self.pipeline.commit_max_ms = number(&v)?,
+                _ => unreachable!("every override is matched"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks what serde cannot: non-empty names, positive counts.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |m: String| Err(Error::Config(m));
+        if self.kafka.bootstrap.trim().is_empty() {
+            return bad("kafka.bootstrap is empty".into());
+        }
+        let t = &self.topics;
+        for (name, v) in [
+            ("events", &t.events),
+            ("offers", &t.offers),
+            ("rewards", &t.rewards),
+            ("dead_letters", &t.dead_letters),
+            ("state", &t.state),
+        ] {
+            if v.is_empty() {
+                return bad(format!("topics.{name} is empty"));
+            }
+        }
+        let mut names = [&t.events, &t.offers, &t.rewards, &t.dead_letters, &t.state];
+        names.sort();
+        if names.windows(2).any(|w| w[0] == w[1]) {
+            return bad("topics: every topic needs its own name".into());
+        }
+        if t.partitions < 1 || t.offers_partitions < 1 || t.replication_factor < 1 {
+            return bad("topics: partitions and replication_factor must be at least 1".into());
+        }
+        let p = &self.pipeline;
+        if p.group_id.is_empty() || p.instance_id.is_empty() || p.transactional_id_prefix.is_empty() {
+            return bad("pipeline: group_id, instance_id and transactional_id_prefix must not be empty".into());
+        }
+        if p.commit_max_records == 0 || p.commit_max_ms == 0 {
+            return bad("pipeline: commit_max_records and commit_max_ms must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The transactional id of this instance.
+    pub fn transactional_id(&self) -> String {
+        format!("{}-{}", self.pipeline.transactional_id_prefix, self.pipeline.instance_id)
+    }
+
+    /// The commit interval.
+    pub fn commit_interval(&self) -> Duration {
+        Duration::from_millis(self.pipeline.commit_max_ms)
+    }
+
+    /// The start-up bound.
+    pub fn startup_timeout(&self) -> Duration {
+        Duration::from_millis(self.kafka.startup_timeout_ms)
+    }
+
+    /// A librdkafka client configuration with the connection, security and
+    /// pass-through settings; `role` ends the client id.
+    pub fn client(&self, role: &str) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.kafka.bootstrap);
+        c.set("client.id", format!("{}-{role}", self.kafka.client_id));
+        let s = &self.kafka.security;
+        for (key, v) in [
+            ("security.protocol", &s.protocol),
+            ("sasl.mechanisms", &s.sasl_mechanism),
+            ("sasl.username", &s.sasl_username),
+            ("sasl.password", &s.sasl_password),
+            ("ssl.ca.location", &s.ssl_ca_location),
+        ] {
+            if let Some(v) = v {
+                c.set(key, v);
+            }
+        }
+        // librdkafka logs through the `log` crate at these levels.
+        c.set_log_level(rdkafka::config::RDKafkaLogLevel::Warning);
+        c
+    }
+
+    /// Adds the pass-through options last, so they win.
+    pub(crate) fn finish(&self, mut c: ClientConfig) -> ClientConfig {
+        for (k, v) in &self.kafka.options {
+            c.set(k, v);
+        }
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_the_defaults() {
+        assert_eq!(Config::from_toml("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let e = Config::from_toml("[pipeline]\ncommit_max_recs = 5\n").unwrap_err();
+        assert!(e.to_string().contains("commit_max_recs"), "{e}");
+        assert!(Config::from_toml("[nope]\n").is_err());
+    }
+
+    #[test]
+    fn file_and_env_combine() {
+        let mut c = Config::from_toml(
+            "[kafka]\nbootstrap = \"a:1\"\n[kafka.options]\n\"linger.ms\" = \"2\"\n[topics]\nevents = \"ev\"\npartitions = 3\n[formats]\nrewards = \"json\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.topics.partitions, 3);
+        assert_eq!(c.formats.rewards, TopicFormat::Json);
+        c.apply_env(|k| match k {
+            "CARDLINK_KAFKA_BOOTSTRAP" => Some("b:2".into()),
+            "CARDLINK_INSTANCE_ID" => Some("7".into()),
+            "CARDLINK_FORMAT_EVENTS" => Some("json".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(c.kafka.bootstrap, "b:2");
+        assert_eq!(c.topics.events, "ev");
+        assert_eq!(c.transactional_id(), "cardlink-7");
+        assert_eq!(c.formats.events, TopicFormat::Json);
+        c.validate().unwrap();
+        assert!(c.apply_env(|k| (k == "CARDLINK_PARTITIONS").then(|| "x".into())).is_err());
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug_output() {
+        let mut c = Config::default();
+        c.kafka.security.sasl_password = Some("hunter2".into());
+        c.kafka.options.insert("ssl.key.password".into(), "swordfish".into());
+        c.kafka.options.insert("linger.ms".into(), "5".into());
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("swordfish"), "{shown}");
+        assert!(shown.contains("linger.ms") && shown.contains(REDACTED));
+    }
+
+    #[test]
+    fn validation_names_the_problem() {
+        let mut c = Config::default();
+        c.topics.rewards = c.topics.events.clone();
+        assert!(c.validate().unwrap_err().to_string().contains("own name"));
+        let mut c = Config::default();
+        c.pipeline.commit_max_ms = 0;
+        assert!(c.validate().is_err());
+    }
+}

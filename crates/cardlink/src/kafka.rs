@@ -1,0 +1,155 @@
+//! The Kafka subcommands: `run`, `offers publish|retire`, `simulate
+//! --kafka` and `bench-kafka`. The pipeline runs on a thread of its own;
+//! the main thread only watches for signals.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow};
+use cardlink_kafka::{Config, Error, Mode, Stats};
+
+use crate::{Failure, logging, signals};
+
+/// Where the configuration comes from.
+#[derive(clap::Args)]
+pub struct ConfigArg {
+    /// TOML configuration file (see docs/kafka.md); CARDLINK_* environment
+    /// variables override it. Without it: defaults and environment.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Copy each input record to the rewards topic without matching, in the
+    /// same transactions: the benchmark's baseline, not for production.
+    #[arg(long, hide = true)]
+    pass_through: bool,
+}
+
+#[derive(clap::Subcommand)]
+pub enum OffersCommand {
+    /// Validates an offer file and publishes each offer, keyed by its id.
+    Publish(PublishArgs),
+    /// Retires offers by id (an empty record on the offers topic).
+    Retire(RetireArgs),
+}
+
+#[derive(clap::Args)]
+pub struct PublishArgs {
+    /// Offer file: a JSON array of offers (contract section 2).
+    file: PathBuf,
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+#[derive(clap::Args)]
+pub struct RetireArgs {
+    /// Offer ids.
+    #[arg(required = true)]
+    ids: Vec<String>,
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+fn config(arg: &ConfigArg) -> Result<Config, Failure> {
+    Config::load(arg.config.as_deref()).map_err(|e| Failure::Usage(anyhow!(e)))
+}
+
+fn kafka_failure(e: Error) -> Failure {
+    match e {
+        Error::Config(_) | Error::Offer(_) => Failure::Usage(anyhow!(e)),
+        e => Failure::Io(anyhow!(e)),
+    }
+}
+
+/// `cardlink run`: the live pipeline, until SIGINT or SIGTERM.
+pub fn run(args: RunArgs) -> Result<(), Failure> {
+    logging::init();
+    let config = config(&args.config)?;
+    log::info!("configuration: {config:?}");
+    let mode = if args.pass_through { Mode::PassThrough } else { Mode::Match };
+    let signal = signals::install();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stats = Arc::new(Stats::default());
+    let pipeline = {
+        let (stop, stats) = (stop.clone(), stats.clone());
+        std::thread::Builder::new()
+            .name("cardlink-pipeline".into())
+            .spawn(move || cardlink_kafka::run(&config, mode, stop, stats))
+            .context("starting the pipeline thread")
+            .map_err(Failure::Io)?
+    };
+    while !pipeline.is_finished() {
+        if signal.load(Ordering::Relaxed) && !stop.swap(true, Ordering::SeqCst) {
+            log::info!("stopping: committing what is open");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    match pipeline.join() {
+        Ok(Ok(())) => {
+            log::info!(
+                "stopped after {} committed records in {} transactions",
+                stats.committed.load(Ordering::Relaxed),
+                stats.transactions.load(Ordering::Relaxed)
+            );
+            Ok(())
+        }
+        Ok(Err(e)) => Err(kafka_failure(e)),
+        Err(_) => Err(Failure::Io(anyhow!("the pipeline thread panicked"))),
+    }
+}
+
+/// Reads and validates an offer file; exit 2 when invalid.
+fn read_offer_file(path: &Path) -> Result<Vec<serde_json::Value>, Failure> {
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read offer file {}", path.display()))
+        .map_err(Failure::Io)?;
+    cardlink_core::parse_offer_file(&bytes)
+        .with_context(|| format!("invalid offer file {}", path.display()))
+        .map_err(Failure::Usage)?;
+    serde_json::from_slice(&bytes).context("offer file").map_err(Failure::Usage)
+}
+
+/// `cardlink offers publish|retire`.
+pub fn offers(command: OffersCommand) -> Result<(), Failure> {
+    logging::init();
+    match command {
+        OffersCommand::Publish(args) => {
+            let offers = read_offer_file(&args.file)?;
+            let config = config(&args.config)?;
+            cardlink_kafka::admin::ensure_topics(&config).map_err(kafka_failure)?;
+            let n = cardlink_kafka::feed::publish_offers(&config, &offers).map_err(kafka_failure)?;
+            eprintln!("published {n} offers to {}", config.topics.offers);
+            Ok(())
+        }
+        OffersCommand::Retire(args) => {
+            let config = config(&args.config)?;
+            cardlink_kafka::admin::ensure_topics(&config).map_err(kafka_failure)?;
+            cardlink_kafka::feed::retire_offers(&config, &args.ids).map_err(kafka_failure)?;
+            eprintln!("retired {} offers on {}", args.ids.len(), config.topics.offers);
+            Ok(())
+        }
+    }
+}
+
+/// `cardlink simulate --kafka`: the simulated feed into the events topic.
+pub fn simulate(sim: &cardlink_sim::SimConfig, rate: Option<u64>, arg: &ConfigArg) -> Result<(), Failure> {
+    logging::init();
+    let config = config(arg)?;
+    cardlink_kafka::admin::ensure_topics(&config).map_err(kafka_failure)?;
+    let started = Instant::now();
+    let n = cardlink_kafka::feed::produce_feed(&config, sim, rate, |n| log::debug!("{n} records produced"))
+        .map_err(kafka_failure)?;
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "produced {n} records to {} in {secs:.1} s ({:.0} records/s)",
+        config.topics.events,
+        n as f64 / secs.max(1e-9)
+    );
+    Ok(())
+}
