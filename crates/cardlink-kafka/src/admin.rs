@@ -177,3 +177,20 @@ fn wait_visible(
     }
     Ok(counts)
 }
+
+/// Deletes topics (the benchmark's, when it is done); missing ones are
+/// fine.
+pub fn delete_topics(config: &Config, topics: &[&str]) -> Result<(), Error> {
+    let admin = admin(config)?;
+    let bound = config.startup_timeout();
+    let opts = AdminOptions::new().request_timeout(Some(bound)).operation_timeout(Some(bound));
+    let results = futures_executor::block_on(admin.delete_topics(topics, &opts))
+        .map_err(|e| Error::Topic { topic: topics.join(", "), detail: format!("cannot delete: {e}") })?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+            Err((name, code)) => return Err(Error::Topic { topic: name, detail: format!("cannot delete: {code}") }),
+        }
+    }
+    Ok(())
+}

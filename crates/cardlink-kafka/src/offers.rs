@@ -81,6 +81,7 @@ fn follow(config: &Config, consumer: Reader, tx: Sender<OfferChange>, stop: &Ato
         match consumer.poll(Duration::from_millis(200)) {
             None | Some(Err(KafkaError::PartitionEOF(_))) => {}
             Some(Ok(m)) => handle(config, &m, &mut |c| open = tx.send(c).is_ok()),
+            Some(Err(e)) if crate::reader::is_transport(&e) => log::debug!("following {}: {e}", config.topics.offers),
             Some(Err(e)) => log::warn!("following {}: {e}", config.topics.offers),
         }
     }

@@ -30,6 +30,13 @@ impl rdkafka::ClientContext for Quiet {
 
 impl rdkafka::consumer::ConsumerContext for Quiet {}
 
+/// Connection trouble: librdkafka logs it itself and reconnects, so the
+/// callers only note it at debug level.
+pub(crate) fn is_transport(e: &KafkaError) -> bool {
+    use rdkafka::error::RDKafkaErrorCode as Code;
+    matches!(e.rdkafka_error_code(), Some(Code::BrokerTransportFailure | Code::AllBrokersDown | Code::Resolve))
+}
+
 /// A consumer with the [`Quiet`] context.
 pub type Reader = BaseConsumer<Quiet>;
 
@@ -92,6 +99,7 @@ pub(crate) fn drain(
                 remaining.remove(&p);
                 last = Instant::now();
             }
+            Some(Err(e)) if is_transport(&e) => log::debug!("reading {topic}: {e}"),
             Some(Err(e)) => log::warn!("reading {topic}: {e}"),
         }
         if last.elapsed() > idle {

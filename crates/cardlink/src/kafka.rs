@@ -153,3 +153,51 @@ pub fn simulate(sim: &cardlink_sim::SimConfig, rate: Option<u64>, arg: &ConfigAr
     );
     Ok(())
 }
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Events in the throughput runs (preloaded, then processed).
+    #[arg(long, default_value_t = 1_000_000)]
+    events: u64,
+    /// Events per second produced during the latency runs.
+    #[arg(long, default_value_t = 20_000)]
+    rate: u64,
+    /// Length of each latency run, in seconds.
+    #[arg(long, default_value_t = 15)]
+    seconds: u64,
+}
+
+/// `cardlink bench-kafka`: end-to-end events/s and latency of the
+/// matching pipeline beside a pass-through pipeline, on fresh topics.
+pub fn bench(args: BenchArgs) -> Result<(), Failure> {
+    logging::init();
+    let config = config(&args.config)?;
+    let opts = cardlink_kafka::bench::BenchOptions {
+        events: args.events,
+        rate: args.rate,
+        latency_secs: args.seconds,
+        ..Default::default()
+    };
+    println!(
+        "cardlink bench-kafka: {} partitions, commit every {} records or {} ms, broker {}",
+        config.topics.partitions,
+        config.pipeline.commit_max_records,
+        config.pipeline.commit_max_ms,
+        config.kafka.bootstrap
+    );
+    let r = cardlink_kafka::bench::run(&config, &opts, |line| println!("  {line}")).map_err(kafka_failure)?;
+    let (p, m) = (&r.pass_through, &r.matching);
+    println!();
+    println!("| pipeline     | events/s (preloaded {}) | p50 ms | p99 ms | max ms (at {} events/s) |", opts.events, opts.rate);
+    println!("| ------------ | ---------: | -----: | -----: | -----: |");
+    for (name, f) in [("pass-through", p), ("matching", m)] {
+        println!(
+            "| {name:<12} | {:>10.0} | {:>6.0} | {:>6.0} | {:>6.0} |",
+            f.events_per_sec, f.latency_ms[0], f.latency_ms[1], f.latency_ms[2]
+        );
+    }
+    println!("\nmatching runs at {:.0}% of the pass-through rate", 100.0 * m.events_per_sec / p.events_per_sec.max(1e-9));
+    Ok(())
+}

@@ -42,6 +42,10 @@ enum Command {
     /// Publishes or retires offers on the Kafka offers topic.
     #[command(subcommand)]
     Offers(kafka::OffersCommand),
+    /// Measures the live pipeline end to end (events/s, latency) beside a
+    /// pass-through pipeline, on fresh topics of a real broker.
+    #[command(name = "bench-kafka")]
+    BenchKafka(kafka::BenchArgs),
 }
 
 /// The simulator's knobs, shared by `simulate` and `demo`.
@@ -188,6 +192,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo(args),
         Command::Run(args) => kafka::run(args),
         Command::Offers(command) => kafka::offers(command),
+        Command::BenchKafka(args) => kafka::bench(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
