@@ -19,8 +19,8 @@
 //! [pipeline]
 //! group_id = "cardlink"
 //! instance_id = "0"
-//! commit_max_records = 5000
-//! commit_max_ms = 100
+//! commit_max_records = 20000
+//! commit_max_ms = 25
 //! ```
 
 use std::collections::BTreeMap;
@@ -260,8 +260,11 @@ impl Default for PipelineConfig {
             instance_id: "0".into(),
             transactional_id_prefix: "cardlink".into(),
             static_membership: true,
+            // Measured with `cardlink bench-kafka` (docs/kafka.md): the
+            // rate hardly depends on the interval, while p99 latency at
+            // 20 000 events/s grows from ~100 ms (25 ms) to ~185 ms (100 ms).
             commit_max_records: 20_000,
-            commit_max_ms: 100,
+            commit_max_ms: 25,
             transaction_timeout_ms: 10_000,
             session_timeout_ms: 10_000,
         }
@@ -301,7 +304,7 @@ impl Config {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
                     .map_err(|e| Error::Config(format!("cannot read {}: {e}", p.display())))?;
-                Config::from_toml(&text).map_err(|e| Error::Config(format!("{}: {e}", p.display())))?
+                toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", p.display())))?
             }
             None => Config::default(),
         };

@@ -10,7 +10,7 @@
 //!   `cardlink offers publish`.
 //! - [`reader`]: reading topics to their end, group lag; for tests and the
 //!   benchmark.
-//! - [`bench`]: the end-to-end throughput and latency benchmark.
+//! - [`mod@bench`]: the end-to-end throughput and latency benchmark.
 //!
 //! See docs/kafka.md for the design and how to run it.
 #![warn(missing_docs)]

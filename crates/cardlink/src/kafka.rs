@@ -190,7 +190,10 @@ pub fn bench(args: BenchArgs) -> Result<(), Failure> {
     let r = cardlink_kafka::bench::run(&config, &opts, |line| println!("  {line}")).map_err(kafka_failure)?;
     let (p, m) = (&r.pass_through, &r.matching);
     println!();
-    println!("| pipeline     | events/s (preloaded {}) | p50 ms | p99 ms | max ms (at {} events/s) |", opts.events, opts.rate);
+    println!(
+        "| pipeline     | events/s (preloaded {}) | p50 ms | p99 ms | max ms (at {} events/s) |",
+        opts.events, opts.rate
+    );
     println!("| ------------ | ---------: | -----: | -----: | -----: |");
     for (name, f) in [("pass-through", p), ("matching", m)] {
         println!(
@@ -198,6 +201,9 @@ pub fn bench(args: BenchArgs) -> Result<(), Failure> {
             f.events_per_sec, f.latency_ms[0], f.latency_ms[1], f.latency_ms[2]
         );
     }
-    println!("\nmatching runs at {:.0}% of the pass-through rate", 100.0 * m.events_per_sec / p.events_per_sec.max(1e-9));
+    println!(
+        "\nmatching runs at {:.0}% of the pass-through rate",
+        100.0 * m.events_per_sec / p.events_per_sec.max(1e-9)
+    );
     Ok(())
 }
