@@ -54,6 +54,9 @@ pub struct ModeFigures {
     pub events_per_sec: f64,
     /// Transactions committed in the throughput run.
     pub transactions: u64,
+    /// Average time per commit in ms: all of it (changelog writes
+    /// included), and waiting for the broker (offsets and commit).
+    pub commit_ms: [f64; 2],
     /// Output records in the throughput run.
     pub outputs: u64,
     /// Latency percentiles in ms at the set rate: p50, p99, max.
@@ -155,15 +158,13 @@ fn throughput(base: &Config, opts: &BenchOptions, mode: Mode, tag: &str) -> Resu
     let secs = first.unwrap_or(started).elapsed().as_secs_f64();
     let stats = running.stop()?;
     let n = stats.transactions.load(Ordering::Relaxed).max(1) as f64;
-    log::warn!(
-        "{tag}: {} transactions, commit {:.1} ms on average, of which {:.1} ms waiting for the broker",
-        n,
-        stats.commit_micros.load(Ordering::Relaxed) as f64 / n / 1000.0,
-        stats.commit_wait_micros.load(Ordering::Relaxed) as f64 / n / 1000.0
-    );
     let figures = ModeFigures {
         events_per_sec: opts.events as f64 / secs.max(1e-9),
         transactions: stats.transactions.load(Ordering::Relaxed),
+        commit_ms: [
+            stats.commit_micros.load(Ordering::Relaxed) as f64 / n / 1000.0,
+            stats.commit_wait_micros.load(Ordering::Relaxed) as f64 / n / 1000.0,
+        ],
         outputs: stats.rewards.load(Ordering::Relaxed) + stats.dead_letters.load(Ordering::Relaxed),
         ..ModeFigures::default()
     };
@@ -253,7 +254,10 @@ pub fn run(base: &Config, opts: &BenchOptions, mut say: impl FnMut(&str)) -> Res
     for (mode, tag) in [(Mode::PassThrough, "pass-through"), (Mode::Match, "match")] {
         say(&format!("{tag}: throughput over {} preloaded events ...", opts.events));
         let mut f = throughput(base, opts, mode, tag)?;
-        say(&format!("{tag}: {:.0} events/s in {} transactions", f.events_per_sec, f.transactions));
+        say(&format!(
+            "{tag}: {:.0} events/s in {} transactions; a commit took {:.1} ms on average, {:.1} ms of it waiting for the broker",
+            f.events_per_sec, f.transactions, f.commit_ms[0], f.commit_ms[1]
+        ));
         say(&format!("{tag}: latency at {} events/s for {} s ...", opts.rate, opts.latency_secs));
         let (samples, n) = latency(base, opts, mode, tag)?;
         f.latency_ms = [percentile(&samples, 0.50), percentile(&samples, 0.99), percentile(&samples, 1.0)];

@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use cardlink_core::{Applied, CardStore, Counters, OfferBook, RewardUpdate, apply, validate};
-use cardlink_wire::{decode_json_event, decode_proto_event, raw_from_proto};
+use cardlink_wire::{decode_card_event, decode_json_event};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -421,16 +421,11 @@ impl Core {
             return send(producer, r).map_err(|e| Error::kafka("producing", e));
         }
 
-        let proto_holder;
+        // The same decoders as `cardlink replay`, so that both judge every
+        // record alike.
         let raw = match config.formats.events {
             TopicFormat::Json => decode_json_event(payload),
-            TopicFormat::Protobuf => match decode_proto_event(payload) {
-                Ok(e) => {
-                    proto_holder = e;
-                    Ok(raw_from_proto(&proto_holder))
-                }
-                Err(r) => Err(r),
-            },
+            TopicFormat::Protobuf => decode_card_event(payload),
         };
         let rejection = match &raw {
             Err(rejection) => Some(rejection.clone()),
