@@ -52,15 +52,26 @@ fn by_event(records: Vec<Value>) -> BTreeMap<String, Vec<String>> {
     m
 }
 
-#[test]
-fn worked_example_gives_exactly_the_expected_output() {
-    let dir = fixture("basic");
-    let (code, err) = replay(&dir.join("offers.json"), &dir.join("events.jsonl"), &["--quiet"], "basic");
+/// Replays fixture `name` and checks its ledger and reward records against
+/// the expected files beside it; returns the expected ledger.
+fn replay_fixture_and_compare(name: &str) -> Value {
+    let dir = fixture(name);
+    let (code, err) = replay(&dir.join("offers.json"), &dir.join("events.jsonl"), &["--quiet"], name);
     assert_eq!(code, 0, "{err}");
-    let ledger: Value = serde_json::from_str(&std::fs::read_to_string(tmp("basic.ledger.json")).unwrap()).unwrap();
+    let ledger: Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp(&format!("{name}.ledger.json"))).unwrap()).unwrap();
     let expected: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("ledger.json")).unwrap()).unwrap();
     assert_eq!(ledger, expected);
-    assert_eq!(by_event(json_lines(&tmp("basic.rewards.jsonl"))), by_event(json_lines(&dir.join("rewards.jsonl"))));
+    assert_eq!(
+        by_event(json_lines(&tmp(&format!("{name}.rewards.jsonl")))),
+        by_event(json_lines(&dir.join("rewards.jsonl")))
+    );
+    expected
+}
+
+#[test]
+fn worked_example_gives_exactly_the_expected_output() {
+    replay_fixture_and_compare("basic");
     // R1: the PAN event is a dead letter keeping only the last four digits.
     let dlq = std::fs::read_to_string(tmp("basic.dlq.jsonl")).unwrap();
     assert_eq!(dlq.lines().count(), 1);
@@ -70,13 +81,7 @@ fn worked_example_gives_exactly_the_expected_output() {
 #[test]
 fn recorded_simulated_feed_matches_the_reference_implementation() {
     // Expected outputs were written by tools/oracle, an independent implementation.
-    let dir = fixture("simulated");
-    let (code, err) = replay(&dir.join("offers.json"), &dir.join("events.jsonl"), &["--quiet"], "simulated");
-    assert_eq!(code, 0, "{err}");
-    let ledger: Value = serde_json::from_str(&std::fs::read_to_string(tmp("simulated.ledger.json")).unwrap()).unwrap();
-    let expected: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("ledger.json")).unwrap()).unwrap();
-    assert_eq!(ledger, expected);
-    assert_eq!(by_event(json_lines(&tmp("simulated.rewards.jsonl"))), by_event(json_lines(&dir.join("rewards.jsonl"))));
+    let expected = replay_fixture_and_compare("simulated");
     let rejected = expected["events"]["rejected"].as_u64().unwrap() as usize;
     assert_eq!(std::fs::read_to_string(tmp("simulated.dlq.jsonl")).unwrap().lines().count(), rejected);
 }
