@@ -363,11 +363,10 @@ fn clear(
     p: &Purchase<'_>,
     sink: &mut impl RewardSink,
 ) {
-    if !card.transactions.contains_key(p.transaction_id) {
+    let Some(tx) = card.transactions.get_mut(p.transaction_id) else {
         return open_transaction(book, card, event, p, RewardStatus::Confirmed, sink);
-    }
-    let CardState { transactions, live, .. } = card;
-    let tx = transactions.get_mut(p.transaction_id).expect("checked above");
+    };
+    let live = &mut card.live;
     if tx.cleared.is_some() {
         return;
     }

@@ -12,7 +12,7 @@ mod summary;
 use std::io::{self, BufRead, Write};
 use std::time::{Duration, Instant};
 
-use cardlink_core::{Engine, Ledger, OfferBook, Outcome, RewardStatus, RewardUpdate};
+use cardlink_core::{Engine, Ledger, OfferBook, Outcome, RewardUpdate};
 use cardlink_wire::{Format, decode_card_event, decode_json_event};
 
 pub use framing::{Frame, RecordReader};
@@ -69,10 +69,7 @@ impl Replayer {
                     self.dead_letter(rejection, Some(&raw), record, source);
                 }
             }
-            Err(rejection) => {
-                self.engine.count_malformed();
-                self.dead_letter(&rejection, None, record, source);
-            }
+            Err(rejection) => self.malformed(&rejection, record, source),
         }
         if self.reward_buf.len() >= FLUSH_AT {
             self.flush_rewards()?;
@@ -81,6 +78,12 @@ impl Replayer {
             self.flush_dead_letters()?;
         }
         Ok(())
+    }
+
+    /// Counts and dead-letters a record that could not be decoded or framed.
+    fn malformed(&mut self, rejection: &cardlink_core::Rejection, record: &[u8], source: impl FnOnce() -> String) {
+        self.engine.count_malformed();
+        self.dead_letter(rejection, None, record, source);
     }
 
     fn dead_letter(
@@ -130,9 +133,9 @@ impl Replayer {
                     self.feed(format, bytes, || format!("{source_name}:{position}"))?;
                 }
                 Frame::Broken { bytes, position, why } => {
-                    let rejection = cardlink_core::Rejection::malformed(why);
-                    self.engine.count_malformed();
-                    self.dead_letter(&rejection, None, &bytes, || format!("{source_name}:{position}"));
+                    self.malformed(&cardlink_core::Rejection::malformed(why), &bytes, || {
+                        format!("{source_name}:{position}")
+                    });
                 }
             }
             if n % 65_536 == 0 {
@@ -187,6 +190,3 @@ impl Progress {
         }
     }
 }
-
-/// Status names in the order a summary lists them.
-pub const STATUSES: [RewardStatus; 3] = [RewardStatus::Pending, RewardStatus::Confirmed, RewardStatus::Cancelled];
