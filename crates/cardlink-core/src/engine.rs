@@ -82,6 +82,54 @@ pub enum Applied {
     Processed,
     /// Its event id was already processed for the card (R2): no effect.
     Duplicate,
+    /// Held back: it would spend more of a budget than the [`Budgets`]
+    /// may give now, and they asked to wait for more ([`Budgets::short`]).
+    /// Nothing changed; apply the same event again later. Never returned
+    /// with [`WholeBudget`].
+    Held,
+}
+
+/// Where the budget an engine may spend comes from (R6). With one engine
+/// seeing every card ([`WholeBudget`]) that is the offer's budget less its
+/// usage in the book. A partitioned pipeline instead gives each partition
+/// a lease of the budget, so that the partitions together never pass it.
+pub trait Budgets {
+    /// What may still be spent of the budget of the offer in `idx`, not
+    /// counting `own` (the value the reward being re-valued holds now).
+    /// Only asked of offers that have a budget.
+    fn left(&self, book: &OfferBook, idx: OfferIdx, own: Decimal) -> Decimal;
+
+    /// Told, before anything changes, that R4 would give `wanted` of the
+    /// offer in `idx` where only `left` may be spent. True: the budget is
+    /// used up, go on with the value cut to `left` (R4, R6). False: hold
+    /// the event ([`Applied::Held`]) until more budget is available.
+    fn short(&mut self, book: &OfferBook, idx: OfferIdx, wanted: Decimal, left: Decimal) -> bool;
+
+    /// Told of every change, by `delta`, of the live value of a budgeted
+    /// offer's rewards.
+    fn spent(&mut self, book: &OfferBook, idx: OfferIdx, delta: Decimal);
+}
+
+/// The whole budget of every offer, for an engine that sees every card:
+/// what is left is the budget less the book's usage, and a shortfall means
+/// the budget is used up.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WholeBudget;
+
+impl Budgets for WholeBudget {
+    #[inline]
+    fn left(&self, book: &OfferBook, idx: OfferIdx, own: Decimal) -> Decimal {
+        let slot = book.slot(idx);
+        slot.offer.budget.map_or(Decimal::MAX, |b| b - (slot.usage.used - own))
+    }
+
+    #[inline]
+    fn short(&mut self, _: &OfferBook, _: OfferIdx, _: Decimal, _: Decimal) -> bool {
+        true
+    }
+
+    #[inline]
+    fn spent(&mut self, _: &OfferBook, _: OfferIdx, _: Decimal) {}
 }
 
 /// The value of `offer` on `amount` (R4): the rule's value, capped at
@@ -124,9 +172,8 @@ fn value_of(
 
 /// What is left of an offer's budget, not counting `own` (the value the
 /// reward being re-valued holds now). `None` when the offer has no budget.
-fn budget_left(book: &OfferBook, idx: OfferIdx, own: Decimal) -> Option<Decimal> {
-    let slot = book.slot(idx);
-    slot.offer.budget.map(|b| b - (slot.usage.used - own))
+fn budget_left(book: &OfferBook, budgets: &impl Budgets, idx: OfferIdx, own: Decimal) -> Option<Decimal> {
+    book.slot(idx).offer.budget.map(|_| budgets.left(book, idx, own))
 }
 
 /// The local facts of a purchase that R3's time rules judge.
@@ -136,7 +183,8 @@ struct When {
     second_of_day: u32,
 }
 
-/// R3 for one candidate; `used` is its budget usage when it has a budget.
+/// R3 for one candidate, but for its budget, which the caller judges with
+/// the value (R4).
 #[inline]
 fn eligible(book: &OfferBook, c: &Candidate, p: &Purchase<'_>, when: &When, card: Option<&CardState>) -> bool {
     // Currency and the anchor restriction (mid, else MCC, else country) are
@@ -148,7 +196,6 @@ fn eligible(book: &OfferBook, c: &Candidate, p: &Purchase<'_>, when: &When, card
         && c.valid_from.is_none_or(|t| t <= when.instant)
         && c.valid_until.is_none_or(|t| when.instant < t)
         && p.money.amount >= c.min_spend
-        && c.budget.is_none_or(|b| book.slot(c.idx).usage.used < b)
         && c.max_per_card.is_none_or(|max| u64::from(card.map_or(0, |card| card.live_count(c.idx))) < max)
         && (!c.extra_merchant_rules || merchant_rules(&book.slot(c.idx).offer, p))
         && (!c.activation_required
@@ -160,13 +207,20 @@ fn merchant_rules(offer: &Offer, p: &Purchase<'_>) -> bool {
         && (offer.countries.is_empty() || p.merchant.country.is_some_and(|c| offer.countries.binary_search(&c).is_ok()))
 }
 
+/// A budgeted offer whose R4 value a budget cut: the offer, the uncut
+/// value and what was left.
+type Shortfall = (OfferIdx, Decimal, Decimal);
+
 /// Decides the rewards of a new purchase (R3–R5): the best cash offer and
-/// every points offer, each with its R4 value.
+/// every points offer, each with its R4 value. Budgets that cut a value
+/// are noted in `short`.
 fn match_purchase(
     book: &OfferBook,
+    budgets: &impl Budgets,
     p: &Purchase<'_>,
     occurred_at: chrono::DateTime<chrono::FixedOffset>,
     card: Option<&CardState>,
+    short: &mut Vec<Shortfall>,
 ) -> Vec<(OfferIdx, Decimal)> {
     let mut out = Vec::new();
     if p.money.amount <= Decimal::ZERO {
@@ -183,8 +237,18 @@ fn match_purchase(
         if !eligible(book, c, p, &when, card) {
             return;
         }
-        let left = c.budget.map(|b| b - book.slot(c.idx).usage.used);
+        let left = c.budget.map(|_| budgets.left(book, c.idx, Decimal::ZERO));
         let value = value_of(c.reward, c.max_reward, c.value_digits, p.money.amount, left);
+        if let Some(left) = left {
+            let uncut = value_of(c.reward, c.max_reward, c.value_digits, p.money.amount, None);
+            if uncut > value {
+                short.push((c.idx, uncut, left));
+            }
+            // R3: an offer whose budget is used up is not eligible.
+            if left <= Decimal::ZERO {
+                return;
+            }
+        }
         if value.is_zero() {
             return;
         }
@@ -216,8 +280,10 @@ struct Ctx<'a> {
 
 /// Moves a reward to `status` and `value`, keeping the offer's usage and
 /// the card's live counts exact, and emits a record when anything changed.
+#[allow(clippy::too_many_arguments)]
 fn set_reward(
     book: &mut OfferBook,
+    budgets: &mut impl Budgets,
     live: &mut Vec<(OfferIdx, u32)>,
     reward: &mut Reward,
     status: RewardStatus,
@@ -246,6 +312,10 @@ fn set_reward(
         bump_live(live, reward.offer, is_live);
     }
     let offer = &book.slot(reward.offer).offer;
+    if offer.budget.is_some() && !delta.is_zero() {
+        budgets.spent(book, reward.offer, delta);
+    }
+    let offer = &book.slot(reward.offer).offer;
     sink.reward(&RewardUpdate {
         offer_id: &offer.id,
         card_token: ctx.card_token,
@@ -259,11 +329,24 @@ fn set_reward(
 }
 
 /// Applies one valid event to the book and the card's state (R1's
-/// currency checks, R2, R8–R11). A rejection changes nothing.
+/// currency checks, R2, R8–R11), with each offer's whole budget
+/// ([`WholeBudget`]). A rejection changes nothing.
 pub fn apply(
     book: &mut OfferBook,
     cards: &mut CardStore,
     event: &CardEvent<'_>,
+    sink: &mut impl RewardSink,
+) -> Result<Applied, Rejection> {
+    apply_with(book, cards, event, &mut WholeBudget, sink)
+}
+
+/// [`apply`], spending budgets as `budgets` allow. A rejection or a held
+/// event ([`Applied::Held`]) changes nothing.
+pub fn apply_with(
+    book: &mut OfferBook,
+    cards: &mut CardStore,
+    event: &CardEvent<'_>,
+    budgets: &mut impl Budgets,
     sink: &mut impl RewardSink,
 ) -> Result<Applied, Rejection> {
     let existing = cards.get_mut(event.card_token);
@@ -296,6 +379,28 @@ pub fn apply(
             return Ok(Applied::Duplicate);
         }
     }
+    // Decided before anything changes, so that a held event leaves no trace:
+    // the rewards of a new transaction (R8, or R9 without authorization),
+    // and whether a clearing's re-valuation finds enough budget.
+    let known = |id: &str| existing.as_deref().is_some_and(|c| c.transactions.contains_key(id));
+    let mut short = Vec::new();
+    let matched = match event.body {
+        EventBody::Authorization(p) | EventBody::Clearing(p) if !known(p.transaction_id) => {
+            Some(match_purchase(book, budgets, &p, event.occurred_at, existing.as_deref(), &mut short))
+        }
+        EventBody::Clearing(p) => {
+            clearing_shortfalls(book, budgets, existing.as_deref(), &p, &mut short);
+            None
+        }
+        _ => None,
+    };
+    let mut hold = false;
+    for (idx, wanted, left) in short {
+        hold |= !budgets.short(book, idx, wanted, left);
+    }
+    if hold {
+        return Ok(Applied::Held);
+    }
     let card = match existing {
         Some(c) => c,
         None => cards.get_or_insert(event.card_token),
@@ -307,36 +412,68 @@ pub fn apply(
             card.activations.insert(offer_id);
         }
         EventBody::Authorization(p) => {
-            if !card.transactions.contains_key(p.transaction_id) {
-                open_transaction(book, card, event, &p, RewardStatus::Pending, sink);
+            if let Some(matched) = matched {
+                open_transaction(book, budgets, card, event, &p, matched, RewardStatus::Pending, sink);
             }
         }
-        EventBody::Clearing(p) => clear(book, card, event, &p, sink),
+        EventBody::Clearing(p) => match matched {
+            Some(matched) => open_transaction(book, budgets, card, event, &p, matched, RewardStatus::Confirmed, sink),
+            None => clear(book, budgets, card, event, &p, sink),
+        },
         EventBody::AuthReversal { transaction_id } => {
             let CardState { transactions, live, .. } = card;
             if let Some(tx) = transactions.get_mut(transaction_id).filter(|t| t.cleared.is_none()) {
                 let ctx = Ctx { card_token: event.card_token, transaction_id, event_id: event.event_id };
                 for r in tx.rewards.iter_mut().filter(|r| r.status == RewardStatus::Pending) {
-                    set_reward(book, live, r, RewardStatus::Cancelled, Decimal::ZERO, &ctx, sink);
+                    set_reward(book, budgets, live, r, RewardStatus::Cancelled, Decimal::ZERO, &ctx, sink);
                 }
             }
         }
-        EventBody::Refund { transaction_id, money } => refund(book, card, event, transaction_id, money, sink),
+        EventBody::Refund { transaction_id, money } => refund(book, budgets, card, event, transaction_id, money, sink),
     }
     Ok(Applied::Processed)
 }
 
+/// R9's re-valuation, judged ahead: the budgeted pending rewards of an
+/// authorized, uncleared transaction whose value on the cleared amount a
+/// budget would cut.
+fn clearing_shortfalls(
+    book: &OfferBook,
+    budgets: &impl Budgets,
+    card: Option<&CardState>,
+    p: &Purchase<'_>,
+    short: &mut Vec<Shortfall>,
+) {
+    let Some(tx) = card.and_then(|c| c.transactions.get(p.transaction_id)) else { return };
+    if tx.cleared.is_some() || p.money.amount.is_zero() {
+        return;
+    }
+    for r in tx.rewards.iter().filter(|r| r.status == RewardStatus::Pending) {
+        let offer = &book.slot(r.offer).offer;
+        if offer.budget.is_none() || p.money.amount < offer.min_spend {
+            continue;
+        }
+        let left = budgets.left(book, r.offer, r.value);
+        let uncut = reward_value(offer, p.money.amount, None);
+        if uncut > left {
+            short.push((r.offer, uncut, left));
+        }
+    }
+}
+
 /// R8, and R9 for a clearing without authorization: a new transaction whose
 /// rewards are decided by R3–R7 and start in `status`.
+#[allow(clippy::too_many_arguments)]
 fn open_transaction(
     book: &mut OfferBook,
+    budgets: &mut impl Budgets,
     card: &mut CardState,
     event: &CardEvent<'_>,
     p: &Purchase<'_>,
+    matched: Vec<(OfferIdx, Decimal)>,
     status: RewardStatus,
     sink: &mut impl RewardSink,
 ) {
-    let matched = match_purchase(book, p, event.occurred_at, Some(card));
     let cleared = (status == RewardStatus::Confirmed).then_some(p.money);
     let tx = Transaction {
         auth_currency: (status == RewardStatus::Pending).then_some(p.money.currency),
@@ -349,7 +486,7 @@ fn open_transaction(
     let ctx = Ctx { card_token: event.card_token, transaction_id: p.transaction_id, event_id: event.event_id };
     for (offer, value) in matched {
         let mut r = Reward { offer, status: RewardStatus::Cancelled, value: Decimal::ZERO };
-        set_reward(book, live, &mut r, status, value, &ctx, sink);
+        set_reward(book, budgets, live, &mut r, status, value, &ctx, sink);
         tx.rewards.push(r);
     }
 }
@@ -358,14 +495,13 @@ fn open_transaction(
 /// confirmed one when it was never authorized. A second clearing is a no-op.
 fn clear(
     book: &mut OfferBook,
+    budgets: &mut impl Budgets,
     card: &mut CardState,
     event: &CardEvent<'_>,
     p: &Purchase<'_>,
     sink: &mut impl RewardSink,
 ) {
-    let Some(tx) = card.transactions.get_mut(p.transaction_id) else {
-        return open_transaction(book, card, event, p, RewardStatus::Confirmed, sink);
-    };
+    let Some(tx) = card.transactions.get_mut(p.transaction_id) else { return };
     let live = &mut card.live;
     if tx.cleared.is_some() {
         return;
@@ -379,10 +515,10 @@ fn clear(
         let value = if amount.is_zero() || amount < offer.min_spend {
             Decimal::ZERO
         } else {
-            reward_value(offer, amount, budget_left(book, r.offer, r.value))
+            reward_value(offer, amount, budget_left(book, budgets, r.offer, r.value))
         };
         let status = if value.is_zero() { RewardStatus::Cancelled } else { RewardStatus::Confirmed };
-        set_reward(book, live, r, status, value, &ctx, sink);
+        set_reward(book, budgets, live, r, status, value, &ctx, sink);
     }
 }
 
@@ -390,6 +526,7 @@ fn clear(
 /// never upward.
 fn refund(
     book: &mut OfferBook,
+    budgets: &mut impl Budgets,
     card: &mut CardState,
     event: &CardEvent<'_>,
     transaction_id: &str,
@@ -407,10 +544,10 @@ fn refund(
     for r in tx.rewards.iter_mut().filter(|r| r.status == RewardStatus::Confirmed) {
         let offer = &book.slot(r.offer).offer;
         if net.is_zero() || net < offer.min_spend {
-            set_reward(book, live, r, RewardStatus::Cancelled, Decimal::ZERO, &ctx, sink);
+            set_reward(book, budgets, live, r, RewardStatus::Cancelled, Decimal::ZERO, &ctx, sink);
         } else {
-            let value = reward_value(offer, net, budget_left(book, r.offer, r.value)).min(r.value);
-            set_reward(book, live, r, RewardStatus::Confirmed, value, &ctx, sink);
+            let value = reward_value(offer, net, budget_left(book, budgets, r.offer, r.value)).min(r.value);
+            set_reward(book, budgets, live, r, RewardStatus::Confirmed, value, &ctx, sink);
         }
     }
 }
@@ -440,6 +577,8 @@ impl Counters {
     fn count_applied(&mut self, kind: EventKind, applied: Applied) {
         match applied {
             Applied::Duplicate => self.duplicate += 1,
+            // Not decided yet: counted when applied again.
+            Applied::Held => {}
             Applied::Processed => {
                 self.processed += 1;
                 self.processed_by_kind[EventKind::ALL.iter().position(|k| *k == kind).expect("listed")] += 1;
@@ -497,6 +636,7 @@ impl Engine {
                 match applied {
                     Applied::Processed => Outcome::Processed,
                     Applied::Duplicate => Outcome::Duplicate,
+                    Applied::Held => unreachable!("the whole budget never holds an event"),
                 }
             }
             Err(rejection) => {

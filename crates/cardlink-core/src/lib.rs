@@ -18,7 +18,10 @@ pub mod pan;
 pub mod state;
 
 pub use book::{OfferBook, OfferIdx};
-pub use engine::{Applied, Counters, Engine, Outcome, RewardKind, RewardSink, RewardUpdate, apply, reward_value};
+pub use engine::{
+    Applied, Budgets, Counters, Engine, Outcome, RewardKind, RewardSink, RewardUpdate, WholeBudget, apply, apply_with,
+    reward_value,
+};
 pub use event::{
     CardEvent, EventBody, EventKind, Field, MerchantField, Network, RawEvent, RawMerchant, RejectReason, Rejection,
     validate,

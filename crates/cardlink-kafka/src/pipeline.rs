@@ -458,6 +458,7 @@ impl Core {
                             }
                         }
                         Ok(Applied::Duplicate) => counters.duplicate += 1,
+                        Ok(Applied::Held) => unreachable!("held events are handled above"),
                         Err(_) if failed.is_some() => {}
                         Err(rejection) => {
                             counters.count_rejection(rejection.reason);
