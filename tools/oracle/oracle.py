@@ -350,8 +350,11 @@ def validate_event(raw, engine: "Engine") -> Event:
     if not isinstance(raw, dict):
         raise Rejected("NOT_AN_OBJECT")
     tok = raw.get("card_token")
-    if isinstance(tok, str) and is_pan(tok):
-        raise Rejected("PAN_DETECTED")
+    # R1's PAN rule, extended to the identifiers written back out (docs/decisions.md).
+    for name in ("card_token", "event_id", "transaction_id", "offer_id"):
+        v = raw.get(name)
+        if isinstance(v, str) and is_pan(v):
+            raise Rejected("PAN_DETECTED")
     ev = Event()
     eid = raw.get("event_id")
     if not isinstance(eid, str) or eid == "":

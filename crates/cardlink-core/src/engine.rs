@@ -147,6 +147,10 @@ fn value_of(
     amount: Decimal,
     budget_left: Option<Decimal>,
 ) -> Decimal {
+    // The same result on integers where that is exact (nearly always).
+    if let Some(v) = crate::money::reward_value_fast(rule, max_reward, digits, amount, budget_left) {
+        return v;
+    }
     let raw = match rule {
         RewardRule::Percent(p) => match amount.checked_mul(p) {
             // Dividing by 100 is exact as a shift of the scale while it fits.

@@ -242,8 +242,16 @@ impl EventKind {
     }
 
     /// Parses the contract's name.
+    #[inline]
     pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s)
+        match s {
+            "AUTHORIZATION" => Some(EventKind::Authorization),
+            "CLEARING" => Some(EventKind::Clearing),
+            "AUTH_REVERSAL" => Some(EventKind::AuthReversal),
+            "REFUND" => Some(EventKind::Refund),
+            "ACTIVATION" => Some(EventKind::Activation),
+            _ => None,
+        }
     }
 }
 
@@ -275,8 +283,15 @@ impl Network {
     }
 
     /// Parses the contract's name.
+    #[inline]
     pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|n| n.as_str() == s)
+        match s {
+            "VISA" => Some(Network::Visa),
+            "MASTERCARD" => Some(Network::Mastercard),
+            "AMEX" => Some(Network::Amex),
+            "DISCOVER" => Some(Network::Discover),
+            _ => None,
+        }
     }
 
     /// This network's bit in a network set.
@@ -473,14 +488,24 @@ pub fn is_valid_card_token(s: &str) -> bool {
 /// and are made by the engine.
 pub fn validate<'a>(raw: &'a RawEvent<'_>) -> Result<CardEvent<'a>, Rejection> {
     // The PAN rule comes first so that a raw card number is reported as such
-    // whatever else is wrong with the event.
-    if let Some(token) = raw.card_token.as_str() {
-        if pan::is_pan(token) {
-            return Err(Rejection::new(
-                RejectReason::PanDetected,
-                "card_token",
-                format!("card_token is a raw card number ending in {}", pan::last_four(token)),
-            ));
+    // whatever else is wrong with the event. R1 names card_token; the other
+    // identifiers the engine keeps and writes back out (into reward records
+    // and the state changelog) get the same rule, so that no output can
+    // hold a card number (docs/decisions.md).
+    for (field, name) in [
+        (&raw.card_token, "card_token"),
+        (&raw.event_id, "event_id"),
+        (&raw.transaction_id, "transaction_id"),
+        (&raw.offer_id, "offer_id"),
+    ] {
+        if let Some(value) = field.as_str() {
+            if pan::is_pan(value) {
+                return Err(Rejection::new(
+                    RejectReason::PanDetected,
+                    name,
+                    format!("{name} is a raw card number ending in {}", pan::last_four(value)),
+                ));
+            }
         }
     }
     let event_id = non_empty(&raw.event_id, "event_id")?;
@@ -594,4 +619,23 @@ fn clip(s: &str) -> Cow<'_, str> {
         end -= 1;
     }
     Cow::Owned(format!("{}…", &s[..end]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_back_and_nothing_else_does() {
+        for k in EventKind::ALL {
+            assert_eq!(EventKind::parse(k.as_str()), Some(k));
+        }
+        for n in Network::ALL {
+            assert_eq!(Network::parse(n.as_str()), Some(n));
+        }
+        for bad in ["", "authorization", "VISA ", "CLEARINGS", "Amex"] {
+            assert_eq!(EventKind::parse(bad), None, "{bad}");
+            assert_eq!(Network::parse(bad), None, "{bad}");
+        }
+    }
 }

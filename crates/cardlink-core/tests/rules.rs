@@ -38,6 +38,17 @@ fn r1_validation() {
         (with(auth("e1", "t1", "10.00"), json!({"card_token": "378282246310005"})), Some("PAN_DETECTED")),
         // A PAN is reported as such even when the rest is broken too.
         (with(auth("e1", "t1", "10.00"), json!({"card_token": "4111111111111111", "kind": "X"})), Some("PAN_DETECTED")),
+        // The identifiers written back out get the PAN rule too (docs/decisions.md).
+        (with(auth("e1", "t1", "10.00"), json!({"event_id": "4111111111111111"})), Some("PAN_DETECTED")),
+        (with(auth("e1", "t1", "10.00"), json!({"transaction_id": "5555555555554444"})), Some("PAN_DETECTED")),
+        (with(auth("e1", "t1", "10.00"), json!({"transaction_id": "4222222222222", "kind": "X"})), Some("PAN_DETECTED")),
+        (
+            json!({"event_id": "e1", "kind": "ACTIVATION", "card_token": "c1", "offer_id": "378282246310005",
+                   "occurred_at": "2026-05-04T12:30:00Z"}),
+            Some("PAN_DETECTED"),
+        ),
+        (with(auth("e1", "t1", "10.00"), json!({"transaction_id": "4111111111111112"})), None),
+        (with(auth("e1", "t1", "10.00"), json!({"merchant": {"mid": "4111111111111111", "mcc": "5812"}})), None),
         // 16 digits failing Luhn, or 12 digits: a token, not a PAN.
         (with(auth("e1", "t1", "10.00"), json!({"card_token": "4111111111111112"})), None),
         (with(auth("e1", "t1", "10.00"), json!({"card_token": "411111111111"})), None),

@@ -4,13 +4,15 @@
 //! unreachable broker is a clear error, never a hang.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::metadata::Metadata;
+use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext};
 
 use crate::{Config, Error};
 
@@ -50,8 +52,79 @@ fn metadata(
 
 /// Checks that a broker answers, within the start-up bound.
 pub fn check_reachable(config: &Config) -> Result<(), Error> {
+    reach(config)?;
     let admin = admin(config)?;
     metadata(&admin, config, None).map(|_| ())
+}
+
+/// Remembers the client errors that explain a failed connection. A wrong
+/// SASL password or an untrusted certificate reaches the application only
+/// as an error event (the admin client never polls for those), while the
+/// metadata request itself just times out as "broker transport failure".
+#[derive(Default)]
+struct Probe {
+    /// Authentication or certificate failure: no retry will help.
+    refused: Mutex<Option<String>>,
+    /// The latest other error, to explain a timeout.
+    last: Mutex<Option<String>>,
+}
+
+impl ClientContext for Probe {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let code = error.rdkafka_error_code();
+        let refused =
+            matches!(code, Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed))
+                || code == Some(RDKafkaErrorCode::SSL) && reason.contains("certificate");
+        let slot = if refused { &self.refused } else { &self.last };
+        *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.to_owned());
+    }
+}
+
+/// The probe produces nothing; a producer is used because its `poll`
+/// serves error events.
+impl ProducerContext for Probe {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, _: &DeliveryResult<'_>, _: ()) {}
+}
+
+/// Connects once before anything else, within the start-up bound, so that
+/// wrong credentials or an untrusted broker certificate end the command at
+/// once with librdkafka's reason (a configuration error, exit 2) instead of
+/// a timeout that names no cause.
+fn reach(config: &Config) -> Result<(), Error> {
+    let probe: BaseProducer<Probe> = config
+        .finish(config.client("probe"))
+        .create_with_context(Probe::default())
+        .map_err(|e| Error::Config(format!("Kafka client: {e}")))?;
+    let deadline = Instant::now() + config.startup_timeout();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let result = probe.client().fetch_metadata(None, left.min(Duration::from_millis(400)));
+        // Serves the queued error events into the context (each poll call
+        // serves events until its time is up).
+        probe.poll(Duration::from_millis(100));
+        let ctx = probe.context();
+        if let Some(reason) = ctx.refused.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            return Err(Error::Config(format!(
+                "Kafka at {} refused the connection: {reason} (check kafka.security: protocol, sasl_mechanism, \
+                 sasl_username, sasl_password, ssl_ca_location)",
+                config.kafka.bootstrap
+            )));
+        }
+        match result {
+            Ok(_) => return Ok(()),
+            Err(e) if Instant::now() >= deadline => {
+                let last = ctx.last.lock().unwrap_or_else(|p| p.into_inner()).take();
+                return Err(Error::Unreachable {
+                    bootstrap: config.kafka.bootstrap.clone(),
+                    secs: config.startup_timeout().as_secs(),
+                    detail: last.map_or_else(|| e.to_string(), |l| format!("{e}; last error: {l}")),
+                });
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 fn partition_counts(md: &Metadata) -> BTreeMap<String, i32> {
@@ -66,6 +139,7 @@ fn partition_counts(md: &Metadata) -> BTreeMap<String, i32> {
 /// missing ones (when `topics.create`), and returns the partition counts.
 /// The state changelog must have exactly as many partitions as the input.
 pub fn ensure_topics(config: &Config) -> Result<Layout, Error> {
+    reach(config)?;
     let admin = admin(config)?;
     let existing = partition_counts(&metadata(&admin, config, None)?);
     let t = &config.topics;
@@ -79,6 +153,7 @@ pub fn ensure_topics(config: &Config) -> Result<Layout, Error> {
         c.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
         c
     };
+    let budget_topic = config.budget_topic();
     let specs = [
         Spec { name: &t.events, partitions: events_partitions, configs: with(&[]) },
         Spec { name: &t.offers, partitions: t.offers_partitions, configs: with(&[("cleanup.policy", "compact")]) },
@@ -90,6 +165,13 @@ pub fn ensure_topics(config: &Config) -> Result<Layout, Error> {
             name: &t.state,
             partitions: events_partitions,
             configs: with(&[("cleanup.policy", "compact"), ("segment.bytes", "67108864")]),
+        },
+        // The budget-lease log is folded whole by every instance: one
+        // partition (one order) and never deleted. Claims are rare.
+        Spec {
+            name: &budget_topic,
+            partitions: 1,
+            configs: with(&[("cleanup.policy", "delete"), ("retention.ms", "-1"), ("retention.bytes", "-1")]),
         },
     ];
     let missing: Vec<&Spec> = specs.iter().filter(|s| !existing.contains_key(s.name)).collect();

@@ -263,7 +263,16 @@ fn put_bytes(out: &mut Vec<u8>, tag: u32, bytes: &[u8]) {
 /// survives; see docs/kafka.md.
 pub fn decode_card_state(book: &mut OfferBook, bytes: &[u8]) -> Result<CardState, String> {
     let s = pb::CardState::decode(bytes).map_err(|e| format!("not a CardState: {e}"))?;
-    let dec = |v: &str| Decimal::from_str(v).map_err(|e| format!("bad decimal {v:?}: {e}"));
+    // Every amount and value the engine writes is at least zero and below
+    // the largest offer decimal; anything else would only break the budget
+    // sums (an overflow panics), so the record is refused.
+    let dec = |v: &str| {
+        let d = Decimal::from_str(v).map_err(|e| format!("bad decimal {v:?}: {e}"))?;
+        if d.is_sign_negative() && !d.is_zero() || d >= cardlink_core::money::MAX_OFFER_DECIMAL {
+            return Err(format!("decimal {v:?} out of range"));
+        }
+        Ok(d)
+    };
     let cur = |c: &str| Currency::from_code(c).ok_or_else(|| format!("bad currency {c:?}"));
     let mut card = CardState::default();
     card.seen.extend(s.seen.into_iter().map(Box::from));
@@ -275,6 +284,9 @@ pub fn decode_card_state(book: &mut OfferBook, bytes: &[u8]) -> Result<CardState
         };
         let mut rewards = Vec::with_capacity(t.rewards.len());
         for r in t.rewards {
+            if r.offer_id.is_empty() {
+                return Err("a reward without an offer id".into());
+            }
             let offer = offer_idx(book, &r.offer_id);
             let status = match pb::RewardStatus::try_from(r.status) {
                 Ok(pb::RewardStatus::Pending) => RewardStatus::Pending,

@@ -46,6 +46,35 @@ pub struct Config {
     pub formats: FormatsConfig,
     /// The consume–match–produce loop.
     pub pipeline: PipelineConfig,
+    /// The admin HTTP server (crates/cardlink-admin).
+    pub admin: AdminConfig,
+}
+
+/// The admin HTTP server of `cardlink run`.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// `host:port` to listen on; containers use `0.0.0.0:9180`. Empty: no
+    /// admin server.
+    pub listen: String,
+    /// Bearer token of the write endpoints (`PUT`/`DELETE /v1/offers/{id}`);
+    /// without one, writes are refused. Never printed.
+    pub token: Option<String>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig { listen: "127.0.0.1:9180".into(), token: None }
+    }
+}
+
+impl fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| REDACTED))
+            .finish()
+    }
 }
 
 /// Connection settings shared by every client.
@@ -99,14 +128,35 @@ impl fmt::Debug for KafkaConfig {
 
 const REDACTED: &str = "<redacted>";
 
-/// True for librdkafka option names that hold secrets.
+/// True for option names that may hold secrets. Deliberately broad: a
+/// redacted harmless value (`ssl.key.location`, a path) costs nothing,
+/// while a missed one (`ssl.key.pem`, `ssl.keystore.password`,
+/// `sasl.oauthbearer.client.secret`, `sasl.jaas.config`) leaks a secret.
 pub fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    k.contains("password")
-        || k.contains("secret")
-        || k.ends_with(".pem")
-        || k.contains("key.pem")
-        || k.contains("token")
+    ["password", "secret", "token", "key", "credential", "jaas", ".pem"].iter().any(|s| k.contains(s))
+}
+
+/// A TOML error as line, column and message, without the source excerpt
+/// toml's own `Display` prints: that excerpt is the offending line, which
+/// may hold a secret (a mistyped `sasl_pasword = "..."`). Messages about a
+/// line that looks secret keep only the field names they quote ("unknown
+/// field", "missing field"), never a value ("invalid type: integer `5`").
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message();
+    let Some(span) = e.span() else { return message.to_owned() };
+    let start = span.start.min(text.len());
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line_no = text[..start].matches('\n').count() + 1;
+    let column = text[line_start..start].chars().count() + 1;
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let names_only = message.starts_with("unknown field") || message.starts_with("missing field");
+    let message = if is_secret_key(line) && !names_only {
+        "invalid value (not shown: the line looks like it holds a secret)"
+    } else {
+        message
+    };
+    format!("line {line_no}, column {column}: {message}")
 }
 
 /// TLS and SASL settings (`security.protocol`, `sasl.*`, `ssl.*`).
@@ -153,6 +203,9 @@ pub struct TopicsConfig {
     /// Internal: compacted changelog of per-card state, one partition per
     /// input partition.
     pub state: String,
+    /// Internal: the budget-lease log (docs/kafka.md, "Budgets"); one
+    /// partition, kept forever. Default: the state topic's name + `-budget`.
+    pub budget: Option<String>,
     /// Partitions of `events` (and so of `state`), `rewards` and
     /// `dead_letters` when cardlink creates them.
     pub partitions: i32,
@@ -176,6 +229,7 @@ impl Default for TopicsConfig {
             rewards: "rewards".into(),
             dead_letters: "dead-letters".into(),
             state: "cardlink-state".into(),
+            budget: None,
             partitions: 6,
             offers_partitions: 1,
             replication_factor: 1,
@@ -284,6 +338,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("CARDLINK_TOPIC_REWARDS", "topics.rewards"),
     ("CARDLINK_TOPIC_DEAD_LETTERS", "topics.dead_letters"),
     ("CARDLINK_TOPIC_STATE", "topics.state"),
+    ("CARDLINK_TOPIC_BUDGET", "topics.budget"),
     ("CARDLINK_PARTITIONS", "topics.partitions"),
     ("CARDLINK_REPLICATION_FACTOR", "topics.replication_factor"),
     ("CARDLINK_FORMAT_EVENTS", "formats.events"),
@@ -294,6 +349,8 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("CARDLINK_INSTANCE_ID", "pipeline.instance_id"),
     ("CARDLINK_COMMIT_MAX_RECORDS", "pipeline.commit_max_records"),
     ("CARDLINK_COMMIT_MAX_MS", "pipeline.commit_max_ms"),
+    ("CARDLINK_ADMIN_LISTEN", "admin.listen"),
+    ("CARDLINK_ADMIN_TOKEN", "admin.token"),
 ];
 
 impl Config {
@@ -304,7 +361,8 @@ impl Config {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
                     .map_err(|e| Error::Config(format!("cannot read {}: {e}", p.display())))?;
-                toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", p.display())))?
+                toml::from_str(&text)
+                    .map_err(|e| Error::Config(format!("{}: {}", p.display(), toml_error(&text, &e))))?
             }
             None => Config::default(),
         };
@@ -315,7 +373,7 @@ impl Config {
 
     /// Parses TOML text (no environment, no validation).
     pub fn from_toml(text: &str) -> Result<Config, Error> {
-        toml::from_str(text).map_err(|e| Error::Config(e.to_string()))
+        toml::from_str(text).map_err(|e| Error::Config(toml_error(text, &e)))
     }
 
     /// Applies overrides read through `get` (the environment in
@@ -340,6 +398,7 @@ impl Config {
                 "CARDLINK_TOPIC_REWARDS" => self.topics.rewards = v,
                 "CARDLINK_TOPIC_DEAD_LETTERS" => self.topics.dead_letters = v,
                 "CARDLINK_TOPIC_STATE" => self.topics.state = v,
+                "CARDLINK_TOPIC_BUDGET" => self.topics.budget = Some(v),
                 "CARDLINK_PARTITIONS" => self.topics.partitions = number(&v)? as i32,
                 "CARDLINK_REPLICATION_FACTOR" => self.topics.replication_factor = number(&v)? as i32,
                 "CARDLINK_FORMAT_EVENTS" => self.formats.events = format(&v)?,
@@ -350,6 +409,8 @@ impl Config {
                 "CARDLINK_INSTANCE_ID" => self.pipeline.instance_id = v,
                 "CARDLINK_COMMIT_MAX_RECORDS" => self.pipeline.commit_max_records = number(&v)? as usize,
                 "CARDLINK_COMMIT_MAX_MS" => self.pipeline.commit_max_ms = number(&v)?,
+                "CARDLINK_ADMIN_LISTEN" => self.admin.listen = v,
+                "CARDLINK_ADMIN_TOKEN" => self.admin.token = Some(v),
                 _ => unreachable!("every override is matched"),
             }
         }
@@ -369,12 +430,14 @@ impl Config {
             ("rewards", &t.rewards),
             ("dead_letters", &t.dead_letters),
             ("state", &t.state),
+            ("budget", &self.budget_topic()),
         ] {
             if v.is_empty() {
                 return bad(format!("topics.{name} is empty"));
             }
         }
-        let mut names = [&t.events, &t.offers, &t.rewards, &t.dead_letters, &t.state];
+        let budget = self.budget_topic();
+        let mut names = [&t.events, &t.offers, &t.rewards, &t.dead_letters, &t.state, &budget];
         names.sort();
         if names.windows(2).any(|w| w[0] == w[1]) {
             return bad("topics: every topic needs its own name".into());
@@ -390,6 +453,11 @@ impl Config {
             return bad("pipeline: commit_max_records and commit_max_ms must be at least 1".into());
         }
         Ok(())
+    }
+
+    /// The budget-lease topic's name.
+    pub fn budget_topic(&self) -> String {
+        self.topics.budget.clone().unwrap_or_else(|| format!("{}-budget", self.topics.state))
     }
 
     /// The transactional id of this instance.
@@ -431,7 +499,7 @@ impl Config {
     }
 
     /// Adds the pass-through options last, so they win.
-    pub(crate) fn finish(&self, mut c: ClientConfig) -> ClientConfig {
+    pub fn finish(&self, mut c: ClientConfig) -> ClientConfig {
         for (k, v) in &self.kafka.options {
             c.set(k, v);
         }
@@ -484,9 +552,58 @@ mod tests {
         c.kafka.security.sasl_password = Some("hunter2".into());
         c.kafka.options.insert("ssl.key.password".into(), "swordfish".into());
         c.kafka.options.insert("linger.ms".into(), "5".into());
+        c.admin.token = Some("opensesame".into());
         let shown = format!("{c:?}");
         assert!(!shown.contains("hunter2") && !shown.contains("swordfish"), "{shown}");
+        assert!(!shown.contains("opensesame"), "{shown}");
         assert!(shown.contains("linger.ms") && shown.contains(REDACTED));
+    }
+
+    /// Every pass-through option whose name looks secret is hidden in the
+    /// configuration dump; ordinary ones are shown.
+    #[test]
+    fn secret_looking_options_are_hidden() {
+        fn check(key: &str, hidden: bool) {
+            let mut c = Config::default();
+            c.kafka.options.insert(key.into(), "v4lue-1n-question".into());
+            let shown = format!("{c:?}");
+            assert_eq!(!shown.contains("v4lue-1n-question"), hidden, "{key}: {shown}");
+            assert_eq!(is_secret_key(key), hidden, "{key}");
+        }
+        check("sasl.password", true);
+        check("ssl.key.password", true);
+        check("ssl.keystore.password", true);
+        check("ssl.truststore.password", true);
+        check("ssl.key.pem", true);
+        check("ssl_key", true);
+        check("ssl.keystore.location", true);
+        check("sasl.oauthbearer.client.secret", true);
+        check("sasl.oauthbearer.token.endpoint.url", true);
+        check("sasl.jaas.config", true);
+        check("aws.secret.access.key", true);
+        check("Some.CREDENTIALS.file", true);
+        check("linger.ms", false);
+        check("socket.keepalive.enable", false);
+        check("ssl.ca.location", false);
+        check("sasl.username", false);
+    }
+
+    /// A TOML error quotes neither the offending line nor, on a line that
+    /// looks secret, the value; it still says where and what.
+    #[test]
+    fn toml_errors_do_not_quote_secrets() {
+        fn check(text: &str, secret: &str, says: &str) {
+            let e = Config::from_toml(text).unwrap_err().to_string();
+            assert!(!e.contains(secret), "{e}");
+            assert!(e.contains(says), "{e}");
+        }
+        let mistyped = "[kafka.security]\nprotocol = \"SASL_SSL\"\nsasl_pasword = \"hunter2\"\n";
+        check(mistyped, "hunter2", "line 3, column 1: unknown field `sasl_pasword`");
+        check("[kafka.security]\nsasl_password = 918273645\n", "918273645", "line 2");
+        check("[kafka]\noptions = { \"ssl.key.password\" = 5566778899 }\n", "5566778899", "line 2");
+        check("[kafka.options]\n\"sasl.password\" = [\"s3cr3t-in-a-list\"]\n", "s3cr3t-in-a-list", "line 2");
+        // Ordinary errors keep their detail.
+        check("[topics]\npartitions = \"six\"\n", "\u{0}", "invalid type");
     }
 
     #[test]

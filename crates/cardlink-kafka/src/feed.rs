@@ -43,6 +43,10 @@ impl ProducerContext for Deliveries {
 fn producer(config: &Config, role: &str) -> Result<BaseProducer<Deliveries>, Error> {
     let mut c = config.client(role);
     c.set("enable.idempotence", "true")
+        // Kafka's default partitioner (the Java client's), so a card's
+        // partition is the same whoever produces its events, and the admin
+        // server can tell which instance owns a card.
+        .set("partitioner", "murmur2_random")
         .set("linger.ms", "10")
         .set("batch.size", "1000000")
         .set("queue.buffering.max.messages", "500000")

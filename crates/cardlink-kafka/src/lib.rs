@@ -4,6 +4,7 @@
 //! - [`config`]: one TOML file with environment overrides.
 //! - [`admin`]: topic creation and checks, bounded in time.
 //! - [`offers`]: the offers topic read whole at start, then followed.
+//! - [`budget`]: budget leases, so budgets stay exact across instances.
 //! - [`pipeline`]: the transactional consume–match–produce loop with its
 //!   state changelog, restores and rebalances.
 //! - [`feed`]: producers for `cardlink simulate --kafka` and
@@ -17,6 +18,7 @@
 
 pub mod admin;
 pub mod bench;
+pub mod budget;
 pub mod codec;
 pub mod config;
 mod error;
@@ -52,7 +54,8 @@ const HEALTHY_AFTER: Duration = Duration::from_secs(600);
 /// Errors before the first start (broker unreachable, bad topics) are
 /// returned at once.
 pub fn run(config: &Config, mode: Mode, stop: Arc<AtomicBool>, stats: Arc<Stats>) -> Result<(), Error> {
-    admin::ensure_topics(config)?;
+    let layout = admin::ensure_topics(config)?;
+    stats.observed.set_partitions(layout.events);
     let mut restarts = 0;
     loop {
         let started = Instant::now();
@@ -73,6 +76,7 @@ pub fn run(config: &Config, mode: Mode, stop: Arc<AtomicBool>, stats: Arc<Stats>
         let pause = Duration::from_secs(1 << restarts.min(5));
         log::error!("pipeline failed: {e}; restarting from what is committed in {pause:?} ({restarts}/{MAX_RESTARTS})");
         stats.ready.store(false, Ordering::SeqCst);
+        stats.observed.reset();
         let until = Instant::now() + pause;
         while Instant::now() < until && !stop.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(50));

@@ -20,6 +20,13 @@
 //! is dropped; newly assigned partitions are restored from the changelog
 //! before their first record is processed, and the offers' budget usage is
 //! rebuilt from the restored rewards.
+//!
+//! Budgets are leased ([`crate::budget`]): a partition spends only its slice
+//! of a budget. An event that needs more is *held*: claims for more go into
+//! the open transaction, the partition is paused, and once the budget log
+//! (read by this loop) has decided the claims the partition is rewound to
+//! the held record and resumed. Drains that other partitions' claims start
+//! are answered with releases in the next transaction.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,7 +34,9 @@ use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use cardlink_core::{Applied, CardStore, Counters, OfferBook, RewardUpdate, apply, validate};
+use cardlink_core::book::OfferIdx;
+use cardlink_core::{Applied, CardStore, Counters, OfferBook, RewardUpdate, apply_with, validate};
+use cardlink_observe::metrics as observe;
 use cardlink_wire::{decode_card_event, decode_json_event};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
@@ -35,7 +44,14 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
+use prost::Message as _;
+use rust_decimal::{Decimal, RoundingStrategy};
 use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::budget::{
+    BudgetOp, BudgetRecord, Grant, Leases, Need, PartBudget, PartitionBudgets, Releasing, claim_record,
+    release_record,
+};
 
 use crate::codec::{
     OfferChange, StateScratch, add_usage, decode_card_state, encode_card_state, encode_dead_letter, encode_reward,
@@ -43,7 +59,7 @@ use crate::codec::{
 use crate::config::TopicFormat;
 use crate::error::{Class, classify};
 use crate::offers::apply_change;
-use crate::reader::{assigned_reader, drain};
+use crate::reader::{Reader, assigned_reader, drain, partitions_of};
 use crate::{Config, Error};
 
 /// What the loop does with each record.
@@ -80,6 +96,14 @@ pub struct Stats {
     /// Of which waiting in `send_offsets_to_transaction` and
     /// `commit_transaction`, in µs.
     pub commit_wait_micros: AtomicU64,
+    /// Events held until a budget claim was decided.
+    pub held: AtomicU64,
+    /// Budget claims written.
+    pub budget_claims: AtomicU64,
+    /// Budget releases written.
+    pub budget_releases: AtomicU64,
+    /// Readiness, assignment and lag for the admin server, and its queries.
+    pub observed: cardlink_observe::Observed,
 }
 
 /// Per-call bound of the transactional API; a timed-out call is retried.
@@ -94,6 +118,9 @@ const RESTORE_IDLE: Duration = Duration::from_secs(60);
 /// must not wait on the very thread that would serve them.
 type TxProducer = ThreadedProducer<DefaultProducerContext>;
 
+/// How often the loop reads the budget log and answers drains.
+const BUDGET_EVERY: Duration = Duration::from_millis(5);
+
 /// One input partition this instance holds.
 #[derive(Default)]
 struct Part {
@@ -102,6 +129,30 @@ struct Part {
     dirty: FxHashSet<Box<str>>,
     /// Offset after the last record processed in the open transaction.
     next: Option<i64>,
+    /// Offset after the last record processed, or the committed offset at
+    /// assignment: what a transaction commits for this partition when it
+    /// holds budget records of it but none of its input records.
+    position: i64,
+    /// The open transaction holds budget records of this partition: its
+    /// offsets go with them, so that a zombie owner's commit is fenced.
+    fence: bool,
+    /// Budget usage and leases of this partition.
+    budget: PartBudget,
+    /// The record held until its budget claims are decided.
+    held: Option<Held>,
+}
+
+/// A record held for budget.
+struct Held {
+    offset: i64,
+    claims: Vec<HeldClaim>,
+}
+
+struct HeldClaim {
+    id: String,
+    offer: OfferIdx,
+    decided: bool,
+    after_drain: bool,
 }
 
 /// The open transaction's tallies.
@@ -130,6 +181,21 @@ struct Core {
     stop: Arc<AtomicBool>,
     buf: Vec<u8>,
     scratch: StateScratch,
+    /// The fold of the budget log, and the reader that follows it (none in
+    /// pass-through mode).
+    leases: Leases,
+    budget_reader: Option<Reader>,
+    budget_topic: String,
+    budget_partitions: Vec<i32>,
+    budget_polled: Instant,
+    /// Partitions of the input: a claim asks for a share of the pool.
+    event_partitions: u32,
+    /// Makes claim ids unique across instances and restarts.
+    claim_prefix: String,
+    claims: u64,
+    /// Number of the open (or next) transaction, to tell its releases.
+    txn_seq: u64,
+    needs: Vec<Need>,
 }
 
 struct Ctx {
@@ -146,6 +212,17 @@ impl ClientContext for Ctx {
     fn error(&self, error: KafkaError, reason: &str) {
         // `poll` returns the same errors and the loop logs them there.
         log::debug!("librdkafka: {error}: {reason}");
+    }
+
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        // Served inside `poll`, where the loop holds no lock; `try_lock`
+        // only guards against a callback from elsewhere.
+        let Ok(core) = self.core.try_lock() else { return };
+        let topic = &core.config.topics.events;
+        if let Some(t) = statistics.topics.get(topic) {
+            let held = t.partitions.values().filter(|p| p.partition >= 0 && p.desired);
+            core.stats.observed.set_lag(topic, held.map(|p| (p.partition, p.consumer_lag)));
+        }
     }
 }
 
@@ -180,6 +257,13 @@ pub fn run(
     stats: Arc<Stats>,
 ) -> Result<(), Error> {
     let producer = transactional_producer(config, &stop)?;
+    let budget_topic = config.budget_topic();
+    let (budget_partitions, event_partitions) = if mode == Mode::Match {
+        (partitions_of(config, &budget_topic)?, partitions_of(config, &config.topics.events)?.len() as u32)
+    } else {
+        (Vec::new(), 1)
+    };
+    let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let core = Core {
         config: config.clone(),
         mode,
@@ -194,6 +278,16 @@ pub fn run(
         stop: stop.clone(),
         buf: Vec::with_capacity(4096),
         scratch: StateScratch::default(),
+        leases: Leases::default(),
+        budget_reader: None,
+        budget_topic,
+        budget_partitions,
+        budget_polled: Instant::now(),
+        event_partitions: event_partitions.max(1),
+        claim_prefix: format!("{}-{:x}", config.transactional_id(), started.as_nanos()),
+        claims: 0,
+        txn_seq: 0,
+        needs: Vec::new(),
     };
     let consumer: Consumer_ = consumer_config(config)
         .create_with_context(Ctx { core: Mutex::new(core) })
@@ -215,6 +309,7 @@ pub fn run(
     let result = result.and_then(|()| {
         if core.txn.is_some() { core.commit(&consumer).or_else(|e| core.recover(&consumer, e, &[])) } else { Ok(()) }
     });
+    core.report();
     if result.is_err() {
         // Closing the consumer runs the revoke callback: after a failure it
         // must not try to commit. The open transaction is aborted by the
@@ -237,9 +332,11 @@ fn main_loop(consumer: &Consumer_, config: &Config, stop: &AtomicBool) -> Result
     while !stop.load(Ordering::Relaxed) {
         let timeout = {
             let core = consumer.context().core();
+            // Held partitions wait for the budget log: look at it often.
+            let idle = if core.waiting_for_budget() { BUDGET_EVERY } else { Duration::from_millis(100) };
             match &core.txn {
-                Some(t) => interval.saturating_sub(t.began.elapsed()).min(Duration::from_millis(100)),
-                None => Duration::from_millis(100),
+                Some(t) => interval.saturating_sub(t.began.elapsed()).min(idle),
+                None => idle,
             }
         };
         let polled = consumer.poll(timeout);
@@ -250,14 +347,24 @@ fn main_loop(consumer: &Consumer_, config: &Config, stop: &AtomicBool) -> Result
         while let Ok(change) = core.changes.try_recv() {
             apply_change(&mut core.book, change);
         }
+        {
+            let Core { book, parts, stats, .. } = &*core;
+            stats.observed.serve(book, || parts.iter().map(|(p, part)| (Some(*p), &part.store)));
+        }
         match polled {
             None => {}
             Some(Ok(m)) => {
-                if let Err(e) = core.process(&m) {
+                if let Err(e) = core.process(consumer, &m) {
                     core.recover(consumer, e, &[])?;
                 }
             }
             Some(Err(e)) => consumer_error(&e)?,
+        }
+        if core.budget_polled.elapsed() >= BUDGET_EVERY {
+            core.budget_polled = Instant::now();
+            if let Err(e) = core.follow_budget(consumer).and_then(|()| core.answer_drains()) {
+                core.recover(consumer, e, &[])?;
+            }
         }
         if let Some(t) = &core.txn {
             if t.records >= max_records || t.began.elapsed() >= interval {
@@ -304,7 +411,9 @@ fn consumer_config(config: &Config) -> rdkafka::ClientConfig {
         // owner: the others keep their state and their open transaction.
         .set("partition.assignment.strategy", "cooperative-sticky")
         .set("session.timeout.ms", p.session_timeout_ms.to_string())
-        .set("heartbeat.interval.ms", (p.session_timeout_ms / 4).max(500).to_string());
+        .set("heartbeat.interval.ms", (p.session_timeout_ms / 4).max(500).to_string())
+        // Consumer lag per partition for the admin server and /metrics.
+        .set("statistics.interval.ms", "5000");
     if p.static_membership {
         c.set("group.instance.id", format!("{}-{}", p.group_id, p.instance_id));
     }
@@ -390,19 +499,31 @@ impl Core {
         Ok(())
     }
 
+    /// Whether a held partition waits for the budget log.
+    fn waiting_for_budget(&self) -> bool {
+        self.leases.any_waiting() || self.parts.values().any(|p| p.held.is_some())
+    }
+
     /// Processes one input record inside the open transaction.
-    fn process(&mut self, m: &BorrowedMessage<'_>) -> Result<(), Error> {
+    fn process(&mut self, consumer: &Consumer_, m: &BorrowedMessage<'_>) -> Result<(), Error> {
         let p = m.partition();
-        if !self.parts.contains_key(&p) {
-            // Not ours (any more): librdkafka drops such records itself;
-            // this is only a guard.
-            log::warn!("record of unassigned partition {p} skipped");
-            return Ok(());
+        match self.parts.get(&p) {
+            None => {
+                // Not ours (any more): librdkafka drops such records itself;
+                // this is only a guard.
+                log::warn!("record of unassigned partition {p} skipped");
+                return Ok(());
+            }
+            // Fetched before the partition was paused: it is read again
+            // from the held record on.
+            Some(part) if part.held.is_some() => return Ok(()),
+            Some(_) => {}
         }
         self.begin()?;
-        let Core { config, mode, producer, book, parts, txn, counters, buf, .. } = self;
+        let Core { config, mode, producer, book, parts, txn, counters, buf, leases, needs, .. } = self;
         let txn = txn.as_mut().expect("begun above");
         let part = parts.get_mut(&p).expect("checked above");
+        let before = part.next;
         part.next = Some(m.offset() + 1);
         txn.records += 1;
         self.stats.consumed.fetch_add(1, Ordering::Relaxed);
@@ -421,6 +542,7 @@ impl Core {
             return send(producer, r).map_err(|e| Error::kafka("producing", e));
         }
 
+        let timer = observe::match_timer();
         // The same decoders as `cardlink replay`, so that both judge every
         // record alike.
         let raw = match config.formats.events {
@@ -446,22 +568,41 @@ impl Core {
                             r = r.timestamp(ts);
                         }
                         produced += 1;
+                        observe::reward(u);
                         failed = send(producer, r).err();
                     };
-                    let outcome = apply(book, &mut part.store, &event, &mut sink);
+                    needs.clear();
+                    let mut budgets =
+                        PartitionBudgets { leases, part: &mut part.budget, partition: p, needs: &mut *needs };
+                    let outcome = apply_with(book, &mut part.store, &event, &mut budgets, &mut sink);
                     txn.rewards += produced;
+                    if outcome != Ok(Applied::Held) {
+                        part.budget.final_for.clear();
+                    }
                     match outcome {
+                        Ok(Applied::Held) => {
+                            // Not processed: the partition waits for more
+                            // budget and reads this record again.
+                            part.next = before;
+                            txn.records -= 1;
+                            self.stats.consumed.fetch_sub(1, Ordering::Relaxed);
+                            return self.hold(consumer, p, m.offset());
+                        }
                         Ok(Applied::Processed) => {
                             counters.processed += 1;
+                            observe::event_processed(event.kind());
                             if !part.dirty.contains(event.card_token) {
                                 part.dirty.insert(Box::from(event.card_token));
                             }
                         }
-                        Ok(Applied::Duplicate) => counters.duplicate += 1,
-                        Ok(Applied::Held) => unreachable!("held events are handled above"),
+                        Ok(Applied::Duplicate) => {
+                            counters.duplicate += 1;
+                            observe::event_duplicate(event.kind());
+                        }
                         Err(_) if failed.is_some() => {}
                         Err(rejection) => {
                             counters.count_rejection(rejection.reason);
+                            observe::event_rejected(rejection.reason);
                             let d = cardlink_wire::dead_letter(
                                 &rejection,
                                 Some(raw),
@@ -481,6 +622,7 @@ impl Core {
         };
         if let Some(rejection) = rejection {
             counters.count_rejection(rejection.reason);
+            observe::event_rejected(rejection.reason);
             let d = cardlink_wire::dead_letter(
                 &rejection,
                 raw.as_ref().ok(),
@@ -490,6 +632,7 @@ impl Core {
             txn.dead_letters += 1;
             send_dead_letter(producer, config, d, ts)?;
         }
+        observe::matched(timer);
         Ok(())
     }
 
@@ -509,7 +652,8 @@ impl Core {
                     send(&self.producer, r).map_err(|e| Error::kafka("writing the changelog", e))?;
                 }
             }
-            if let Some(next) = part.next {
+            if part.next.is_some() || part.fence {
+                let next = part.next.unwrap_or(part.position);
                 offsets
                     .add_partition_offset(&self.config.topics.events, p, Offset::Offset(next))
                     .map_err(|e| Error::kafka("offsets", e))?;
@@ -534,9 +678,20 @@ impl Core {
         );
         self.stats.commit_wait_micros.fetch_add(waiting.elapsed().as_micros() as u64, Ordering::Relaxed);
         self.stats.commit_micros.fetch_add(began.elapsed().as_micros() as u64, Ordering::Relaxed);
+        observe::transaction_committed(records, began.elapsed());
         self.txn = None;
+        let seq = self.txn_seq;
+        self.txn_seq += 1;
         for part in self.parts.values_mut() {
-            part.next = None;
+            if let Some(next) = part.next.take() {
+                part.position = next;
+            }
+            part.fence = false;
+            for q in part.budget.releasing.values_mut() {
+                for r in q.iter_mut().filter(|r| r.txn == Some(seq)) {
+                    r.txn = None;
+                }
+            }
         }
         let s = &self.stats;
         s.committed.fetch_add(records, Ordering::Relaxed);
@@ -557,15 +712,22 @@ impl Core {
         retry("aborting", &self.stop, || self.producer.abort_transaction(TXN_CALL_TIMEOUT))?;
         self.txn = None;
         self.stats.aborted.fetch_add(1, Ordering::Relaxed);
+        let aborted = self.txn_seq;
+        self.txn_seq += 1;
         let touched: Vec<i32> = self
             .parts
             .iter()
-            .filter(|(p, part)| (part.next.is_some() || !part.dirty.is_empty()) && !leaving.contains(p))
+            .filter(|(p, part)| {
+                (part.next.is_some() || !part.dirty.is_empty() || part.fence || part.held.is_some())
+                    && !leaving.contains(p)
+            })
             .map(|(p, _)| *p)
             .collect();
         for part in self.parts.values_mut() {
             part.next = None;
             part.dirty.clear();
+            part.fence = false;
+            part.budget.retain_releasing(|r| r.txn != Some(aborted));
         }
         if touched.is_empty() {
             return Ok(());
@@ -576,7 +738,7 @@ impl Core {
         for &p in &touched {
             self.drop_partition(p);
         }
-        self.restore(&touched)?;
+        self.restore(consumer, &touched)?;
         let mut tpl = TopicPartitionList::new();
         for &p in &touched {
             tpl.add_partition(&self.config.topics.events, p);
@@ -592,7 +754,16 @@ impl Core {
             consumer
                 .seek(&self.config.topics.events, p, at, Duration::from_secs(10))
                 .map_err(|e| Error::Fatal(format!("rewinding partition {p} to {at:?}: {e}")))?;
+            if let (Some(part), Offset::Offset(o)) = (self.parts.get_mut(&p), at) {
+                part.position = o;
+            }
         }
+        // A held partition was paused; it starts over unpaused.
+        let mut tpl = TopicPartitionList::new();
+        for &p in &touched {
+            tpl.add_partition(&self.config.topics.events, p);
+        }
+        consumer.resume(&tpl).map_err(|e| Error::kafka("resuming partitions", e))?;
         log::info!("rewound partitions {touched:?} to their committed offsets");
         Ok(())
     }
@@ -607,7 +778,7 @@ impl Core {
 
     /// Reads partitions' state from the changelog (committed records, to
     /// the last stable offset) and counts their rewards into the budgets.
-    fn restore(&mut self, partitions: &[i32]) -> Result<(), Error> {
+    fn restore(&mut self, consumer: &Consumer_, partitions: &[i32]) -> Result<(), Error> {
         if self.mode == Mode::PassThrough {
             for &p in partitions {
                 self.parts.insert(p, Part::default());
@@ -616,9 +787,9 @@ impl Core {
         }
         let started = Instant::now();
         let topic = &self.config.topics.state;
-        let consumer = assigned_reader(&self.config, "restore", topic, partitions)?;
+        let reader = assigned_reader(&self.config, "restore", topic, partitions)?;
         let mut latest: FxHashMap<i32, FxHashMap<Box<str>, Vec<u8>>> = FxHashMap::default();
-        let records = drain(&consumer, topic, partitions, RESTORE_IDLE, |m| {
+        let records = drain(&reader, topic, partitions, RESTORE_IDLE, |m| {
             let Some(key) = m.key() else { return Ok(()) };
             let token = String::from_utf8_lossy(key);
             let cards = latest.entry(m.partition()).or_default();
@@ -639,6 +810,7 @@ impl Core {
                 let card = decode_card_state(&mut self.book, &bytes)
                     .map_err(|e| Error::Fatal(format!("{topic}/{p}: state of {token}: {e}")))?;
                 add_usage(&mut self.book, &card, true);
+                part.budget.add_card(&self.book, &card);
                 part.store.insert(&token, card);
             }
             cards += part.store.len();
@@ -648,7 +820,9 @@ impl Core {
             "restored partitions {partitions:?}: {cards} cards from {records} changelog records in {:.2} s",
             started.elapsed().as_secs_f64()
         );
-        Ok(())
+        // The slices of the restored partitions must include every release
+        // their previous owners committed: read the budget log anew.
+        self.reload_budget(consumer)
     }
 
     fn on_assign(&mut self, consumer: &Consumer_, tpl: &TopicPartitionList) {
@@ -661,14 +835,27 @@ impl Core {
         // Wait until the committed offsets are stable: a previous owner's
         // transaction must be committed or aborted before its state is
         // read, or the restore could miss state whose offsets then commit.
-        if let Err(e) = consumer.committed_offsets(tpl.clone(), Duration::from_secs(120)) {
-            self.failed = Some(Error::kafka("waiting for stable committed offsets", e));
+        let committed = match consumer.committed_offsets(tpl.clone(), Duration::from_secs(120)) {
+            Ok(c) => c,
+            Err(e) => {
+                self.failed = Some(Error::kafka("waiting for stable committed offsets", e));
+                return;
+            }
+        };
+        self.stats.observed.restoring();
+        let new: Vec<i32> = partitions.iter().copied().filter(|p| !self.parts.contains_key(p)).collect();
+        if let Err(e) = self.restore(consumer, &new) {
+            self.failed = Some(e);
             return;
         }
-        let new: Vec<i32> = partitions.into_iter().filter(|p| !self.parts.contains_key(p)).collect();
-        if let Err(e) = self.restore(&new) {
-            self.failed = Some(e);
+        for p in new {
+            if let (Some(part), Some(Offset::Offset(o))) =
+                (self.parts.get_mut(&p), committed.find_partition(&topic, p).map(|e| e.offset()))
+            {
+                part.position = o;
+            }
         }
+        self.stats.observed.assigned(&partitions);
     }
 
     fn on_revoke(&mut self, consumer: &Consumer_, tpl: &TopicPartitionList) {
@@ -687,24 +874,188 @@ impl Core {
                 self.failed = Some(e);
             }
         }
+        self.stats.observed.revoked(&partitions);
         for p in partitions {
             self.drop_partition(p);
         }
     }
 
+    /// Holds the record at `offset` of partition `p`: claims what it needs
+    /// (in the open transaction) and pauses the partition until the claims
+    /// are decided.
+    fn hold(&mut self, consumer: &Consumer_, p: i32, offset: i64) -> Result<(), Error> {
+        let Core { book, leases, parts, needs, producer, budget_topic, stats, .. } = self;
+        let part = parts.get_mut(&p).expect("held by us");
+        let mut claims = Vec::with_capacity(needs.len());
+        for need in needs.drain(..) {
+            let offer = &book.slot(need.idx).offer;
+            let Some(budget) = offer.budget else { continue };
+            // A share of what is left, so that claims are rare while much is
+            // left and small when little is.
+            let pool = leases.pool(&offer.id).unwrap_or(budget);
+            let share = (pool / Decimal::from(4 * self.event_partitions))
+                .round_dp_with_strategy(offer.value_digits(), RoundingStrategy::ToZero);
+            self.claims += 1;
+            let id = format!("{}-{}", self.claim_prefix, self.claims);
+            let bytes = claim_record(&offer.id, p, &id, need.amount, need.amount.max(share), budget);
+            let record = BaseRecord::to(budget_topic.as_str()).key(offer.id.as_bytes()).payload(&bytes[..]);
+            send(producer, record).map_err(|e| Error::kafka("writing a budget claim", e))?;
+            stats.budget_claims.fetch_add(1, Ordering::Relaxed);
+            claims.push(HeldClaim { id, offer: need.idx, decided: false, after_drain: false });
+        }
+        stats.held.fetch_add(1, Ordering::Relaxed);
+        part.fence = true;
+        part.held = Some(Held { offset, claims });
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.config.topics.events, p);
+        consumer.pause(&tpl).map_err(|e| Error::kafka(format!("pausing partition {p}"), e))?;
+        log::debug!("partition {p} holds offset {offset} for budget");
+        Ok(())
+    }
+
+    /// Folds what the budget log has new, and resumes the partitions whose
+    /// claims are decided.
+    fn follow_budget(&mut self, consumer: &Consumer_) -> Result<(), Error> {
+        let Some(reader) = &self.budget_reader else { return Ok(()) };
+        let mut grants = Vec::new();
+        for _ in 0..10_000 {
+            match reader.poll(Duration::ZERO) {
+                None => break,
+                Some(Ok(m)) => fold(&mut self.leases, &mut self.parts, m.payload(), &mut grants),
+                Some(Err(KafkaError::PartitionEOF(_))) => break,
+                Some(Err(e)) if crate::reader::is_transport(&e) => log::debug!("reading {}: {e}", self.budget_topic),
+                Some(Err(e)) => log::warn!("reading {}: {e}", self.budget_topic),
+            }
+        }
+        self.decide(consumer, &grants)
+    }
+
+    /// Marks held claims decided; a partition whose claims are all decided
+    /// is rewound to its held record and resumed.
+    fn decide(&mut self, consumer: &Consumer_, grants: &[Grant]) -> Result<(), Error> {
+        for g in grants {
+            let Some(part) = self.parts.get_mut(&g.partition) else { continue };
+            let Some(held) = &mut part.held else { continue };
+            let Some(claim) = held.claims.iter_mut().find(|c| c.id == g.claim_id) else { continue };
+            claim.decided = true;
+            claim.after_drain = g.after_drain;
+            if !held.claims.iter().all(|c| c.decided) {
+                continue;
+            }
+            let held = part.held.take().expect("checked above");
+            for c in held.claims.iter().filter(|c| c.after_drain) {
+                part.budget.final_for.push(c.offer);
+            }
+            let topic = &self.config.topics.events;
+            consumer
+                .seek(topic, g.partition, Offset::Offset(held.offset), Duration::from_secs(10))
+                .map_err(|e| Error::Fatal(format!("rewinding partition {} to {}: {e}", g.partition, held.offset)))?;
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(topic, g.partition);
+            consumer.resume(&tpl).map_err(|e| Error::kafka(format!("resuming partition {}", g.partition), e))?;
+            log::debug!("partition {} resumes at {} with more budget", g.partition, held.offset);
+        }
+        Ok(())
+    }
+
+    /// Answers the drains other partitions' claims started, and gives back
+    /// what reversals and refunds freed of exhausted offers, as releases in
+    /// the open transaction.
+    fn answer_drains(&mut self) -> Result<(), Error> {
+        if self.budget_reader.is_none() {
+            return Ok(());
+        }
+        let mut releases: Vec<(i32, Box<str>, Decimal, u64)> = Vec::new();
+        for (&p, part) in &mut self.parts {
+            if self.leases.any_waiting() {
+                for (offer, drain) in self.leases.owed(p) {
+                    if !part.budget.answering(offer, drain) {
+                        let slack = part.budget.slack(&self.leases, offer, self.book.find(offer), p);
+                        releases.push((p, offer.into(), slack.max(Decimal::ZERO), drain));
+                    }
+                }
+            }
+            for idx in std::mem::take(&mut part.budget.freed) {
+                let offer = &self.book.slot(idx).offer.id;
+                if self.leases.exhausted(offer) && !releases.iter().any(|r| r.0 == p && &r.1 == offer) {
+                    let slack = part.budget.slack(&self.leases, offer, Some(idx), p);
+                    if slack > Decimal::ZERO {
+                        releases.push((p, offer.clone(), slack, 0));
+                    }
+                }
+            }
+        }
+        if releases.is_empty() {
+            return Ok(());
+        }
+        self.begin()?;
+        for (p, offer, amount, drain) in releases {
+            let bytes = release_record(&offer, p, amount, drain);
+            let record = BaseRecord::to(self.budget_topic.as_str()).key(offer.as_bytes()).payload(&bytes[..]);
+            send(&self.producer, record).map_err(|e| Error::kafka("writing a budget release", e))?;
+            self.stats.budget_releases.fetch_add(1, Ordering::Relaxed);
+            let part = self.parts.get_mut(&p).expect("listed above");
+            part.fence = true;
+            let r = Releasing { amount, drain, txn: Some(self.txn_seq) };
+            part.budget.releasing.entry(offer).or_default().push_back(r);
+        }
+        Ok(())
+    }
+
+    /// Reads the budget log from the beginning to its end, anew, and
+    /// follows it from there. Releases this instance committed are in it
+    /// then; only those of the open transaction stay pending.
+    fn reload_budget(&mut self, consumer: &Consumer_) -> Result<(), Error> {
+        if self.mode == Mode::PassThrough {
+            return Ok(());
+        }
+        let topic = self.budget_topic.clone();
+        let reader = assigned_reader(&self.config, "budget", &topic, &self.budget_partitions)?;
+        let mut leases = Leases::default();
+        let mut grants = Vec::new();
+        drain(&reader, &topic, &self.budget_partitions, RESTORE_IDLE, |m| {
+            fold(&mut leases, &mut BTreeMap::new(), m.payload(), &mut grants);
+            Ok(())
+        })?;
+        self.leases = leases;
+        self.budget_reader = Some(reader);
+        for part in self.parts.values_mut() {
+            part.budget.retain_releasing(|r| r.txn.is_some());
+        }
+        self.decide(consumer, &grants)
+    }
+
     fn report(&self) {
         let s = &self.stats;
         log::info!(
-            "consumed {} committed {} transactions {} aborted {} rewards {} dead letters {}; holding {} partitions, {} cards",
+            "consumed {} committed {} transactions {} aborted {} rewards {} dead letters {}; budget: {} held, {} claims, {} releases; holding {} partitions, {} cards",
             s.consumed.load(Ordering::Relaxed),
             s.committed.load(Ordering::Relaxed),
             s.transactions.load(Ordering::Relaxed),
             s.aborted.load(Ordering::Relaxed),
             s.rewards.load(Ordering::Relaxed),
             s.dead_letters.load(Ordering::Relaxed),
+            s.held.load(Ordering::Relaxed),
+            s.budget_claims.load(Ordering::Relaxed),
+            s.budget_releases.load(Ordering::Relaxed),
             self.parts.len(),
             self.parts.values().map(|p| p.store.len()).sum::<usize>(),
         );
+    }
+}
+
+/// Folds one budget-log record into the leases; a release of a partition
+/// held here is one this instance wrote, now read back.
+fn fold(leases: &mut Leases, parts: &mut BTreeMap<i32, Part>, payload: Option<&[u8]>, grants: &mut Vec<Grant>) {
+    let record = match BudgetRecord::decode(payload.unwrap_or_default()) {
+        Ok(r) => r,
+        Err(e) => return log::error!("undecodable budget record ignored: {e}"),
+    };
+    if let (Some(BudgetOp::Release(_)), Some(part)) = (&record.op, parts.get_mut(&record.partition)) {
+        part.budget.read_back(&record.offer_id);
+    }
+    if let Err(e) = leases.apply(&record, grants) {
+        log::error!("budget record ignored: {e}");
     }
 }
 

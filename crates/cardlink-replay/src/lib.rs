@@ -13,6 +13,7 @@ use std::io::{self, BufRead, Write};
 use std::time::{Duration, Instant};
 
 use cardlink_core::{Engine, Ledger, OfferBook, Outcome, RewardUpdate};
+use cardlink_observe::metrics as observe;
 use cardlink_wire::{Format, decode_card_event, decode_json_event};
 
 pub use framing::{Frame, RecordReader};
@@ -53,11 +54,13 @@ impl Replayer {
         let tally = &mut self.tally;
         let mut sink = |u: &RewardUpdate<'_>| {
             tally.count(u);
+            observe::reward(u);
             if write_rewards {
                 cardlink_wire::write_reward_json(u, buf);
             }
         };
         let outcome;
+        let timer = observe::match_timer();
         let raw = match format {
             Format::Json => decode_json_event(record),
             Format::Protobuf => decode_card_event(record),
@@ -65,12 +68,16 @@ impl Replayer {
         match raw {
             Ok(raw) => {
                 outcome = self.engine.process(&raw, &mut sink);
+                if observe::enabled() {
+                    record_outcome(&raw, &outcome);
+                }
                 if let Outcome::Rejected(rejection) = &outcome {
                     self.dead_letter(rejection, Some(&raw), record, source);
                 }
             }
             Err(rejection) => self.malformed(&rejection, record, source),
         }
+        observe::matched(timer);
         if self.reward_buf.len() >= FLUSH_AT {
             self.flush_rewards()?;
         }
@@ -83,6 +90,7 @@ impl Replayer {
     /// Counts and dead-letters a record that could not be decoded or framed.
     fn malformed(&mut self, rejection: &cardlink_core::Rejection, record: &[u8], source: impl FnOnce() -> String) {
         self.engine.count_malformed();
+        observe::event_rejected(rejection.reason);
         self.dead_letter(rejection, None, record, source);
     }
 
@@ -156,6 +164,19 @@ impl Replayer {
         let ledger = Ledger::build(&self.engine.book, [&self.engine.cards], &self.engine.counters);
         let summary = Summary::new(&self.engine, &ledger, self.tally);
         Ok((ledger, summary))
+    }
+}
+
+/// Counts a decoded record's outcome in the metrics.
+fn record_outcome(raw: &cardlink_core::RawEvent<'_>, outcome: &Outcome) {
+    let kind = || match &raw.kind {
+        cardlink_core::Field::Str(s) => cardlink_core::EventKind::parse(s),
+        _ => None,
+    };
+    match outcome {
+        Outcome::Processed => kind().into_iter().for_each(observe::event_processed),
+        Outcome::Duplicate => kind().into_iter().for_each(observe::event_duplicate),
+        Outcome::Rejected(r) => observe::event_rejected(r.reason),
     }
 }
 

@@ -13,6 +13,10 @@ use crate::v1 as pb;
 struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// The whole message is ASCII (all lengths and tags below 128, all
+    /// text ASCII: the common case), so every string in it is valid UTF-8
+    /// and needs no check of its own.
+    ascii: bool,
 }
 
 /// Why decoding stopped; the message is prost's wording in spirit.
@@ -47,8 +51,15 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
+    #[inline]
     fn string(&mut self) -> Result<&'a str, Fail> {
-        std::str::from_utf8(self.bytes()?).map_err(|_| "invalid string value: data is not UTF-8 encoded")
+        let bytes = self.bytes()?;
+        if self.ascii {
+            // SAFETY: `bytes` lies inside a buffer checked to be ASCII,
+            // and ASCII is valid UTF-8.
+            return Ok(unsafe { std::str::from_utf8_unchecked(bytes) });
+        }
+        std::str::from_utf8(bytes).map_err(|_| "invalid string value: data is not UTF-8 encoded")
     }
 
     fn skip(&mut self, wire_type: u64, field: u64) -> Result<(), Fail> {
@@ -123,8 +134,8 @@ pub(crate) fn network_field(n: i32) -> Field<'static> {
     }
 }
 
-fn merchant<'a>(bytes: &'a [u8], m: &mut RawMerchant<'a>) -> Result<(), Fail> {
-    let mut r = Reader { buf: bytes, pos: 0 };
+fn merchant<'a>(bytes: &'a [u8], ascii: bool, m: &mut RawMerchant<'a>) -> Result<(), Fail> {
+    let mut r = Reader { buf: bytes, pos: 0, ascii };
     while r.pos < r.buf.len() {
         let (field, wt) = r.key()?;
         let slot = match field {
@@ -145,6 +156,15 @@ fn merchant<'a>(bytes: &'a [u8], m: &mut RawMerchant<'a>) -> Result<(), Fail> {
 
 /// Decodes one `CardEvent`, borrowing its strings from `bytes`.
 pub fn decode_card_event(bytes: &[u8]) -> Result<RawEvent<'_>, Rejection> {
+    // The same limit as every other decoder: the pipeline calls this one on
+    // Kafka records, which no framing has measured.
+    if bytes.len() > crate::MAX_RECORD_BYTES {
+        return Err(Rejection::malformed(format!(
+            "record of {} bytes exceeds {}",
+            bytes.len(),
+            crate::MAX_RECORD_BYTES
+        )));
+    }
     decode(bytes).map_err(|why| Rejection::malformed(format!("not a protobuf CardEvent: {why}")))
 }
 
@@ -153,7 +173,7 @@ fn decode(bytes: &[u8]) -> Result<RawEvent<'_>, Fail> {
     // The enum fields are proto3 implicit-presence: absent means 0.
     let (mut kind, mut network) = (0i32, 0i32);
     let mut merchant_fields: Option<RawMerchant<'_>> = None;
-    let mut r = Reader { buf: bytes, pos: 0 };
+    let mut r = Reader { buf: bytes, pos: 0, ascii: bytes.is_ascii() };
     while r.pos < r.buf.len() {
         let (field, wt) = r.key()?;
         match field {
@@ -166,7 +186,7 @@ fn decode(bytes: &[u8]) -> Result<RawEvent<'_>, Fail> {
             9 => {
                 expect(wt, 2)?;
                 let body = r.bytes()?;
-                merchant(body, merchant_fields.get_or_insert_with(RawMerchant::default))?;
+                merchant(body, r.ascii, merchant_fields.get_or_insert_with(RawMerchant::default))?;
             }
             1 | 3 | 4 | 6 | 7 | 8 | 10 => {
                 expect(wt, 2)?;

@@ -6,12 +6,13 @@
 //! Pure functions over byte slices: framing and I/O live in the adapters.
 #![warn(missing_docs)]
 
+mod fastjson;
 mod fastproto;
 
 pub use fastproto::decode_card_event;
 
 use cardlink_core::event::{Field, MerchantField, RawMerchant};
-use cardlink_core::money::format_fixed;
+use cardlink_core::money::{format_fixed, write_fixed};
 use cardlink_core::{RawEvent, RejectReason, Rejection, RewardKind, RewardStatus, RewardUpdate, pan, reward_id};
 use cardlink_proto::v1 as pb;
 use prost::Message;
@@ -43,6 +44,9 @@ pub fn decode_json_event(bytes: &[u8]) -> Result<RawEvent<'_>, Rejection> {
     // object is an event.
     if bytes.trim_ascii_start().first() != Some(&b'{') {
         return Err(Rejection::malformed("not a JSON event object: the record must be a JSON object"));
+    }
+    if let Some(event) = fastjson::decode(bytes) {
+        return Ok(event);
     }
     serde_json::from_slice(bytes).map_err(|e| Rejection::malformed(format!("not a JSON event object: {e}")))
 }
@@ -130,24 +134,52 @@ pub fn network_from_name(name: &str) -> Option<pb::Network> {
     pb::Network::from_str_name(name).filter(|n| *n != pb::Network::Unspecified)
 }
 
+/// True when a string is written into JSON as it is: no quote, backslash
+/// or control character (serde_json escapes nothing else).
+#[inline]
+fn json_plain(s: &str) -> bool {
+    !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20)
+}
+
+#[inline]
 fn push_json_str(out: &mut Vec<u8>, s: &str) {
-    serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
+    if json_plain(s) {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
+    }
+}
+
+/// Writes the [`reward_id`] of a record as a JSON string without building
+/// it first, when no part needs escaping (the common case).
+#[inline]
+fn push_reward_id(out: &mut Vec<u8>, u: &RewardUpdate<'_>) {
+    let plain = |s: &str| !s.bytes().any(|b| b == b'%' || b == b'|' || b == b'"' || b == b'\\' || b < 0x20);
+    if plain(u.offer_id) && plain(u.transaction_id) && json_plain(u.card_token) {
+        out.push(b'"');
+        for part in [u.offer_id, "|", u.transaction_id, "|", u.card_token] {
+            out.extend_from_slice(part.as_bytes());
+        }
+        out.push(b'"');
+    } else {
+        push_json_str(out, &reward_id(u.offer_id, u.transaction_id, u.card_token));
+    }
 }
 
 /// Appends a reward record in the contract's JSON form, with a newline.
 pub fn write_reward_json(u: &RewardUpdate<'_>, out: &mut Vec<u8>) {
     let digits = u.kind.digits();
     out.extend_from_slice(b"{\"reward_id\":");
-    push_json_str(out, &reward_id(u.offer_id, u.transaction_id, u.card_token));
+    push_reward_id(out, u);
     for (key, v) in [
-        ("offer_id", u.offer_id),
-        ("card_token", u.card_token),
-        ("transaction_id", u.transaction_id),
-        ("event_id", u.event_id),
+        (&b",\"offer_id\":"[..], u.offer_id),
+        (b",\"card_token\":", u.card_token),
+        (b",\"transaction_id\":", u.transaction_id),
+        (b",\"event_id\":", u.event_id),
     ] {
-        out.extend_from_slice(b",\"");
-        out.extend_from_slice(key.as_bytes());
-        out.extend_from_slice(b"\":");
+        out.extend_from_slice(key);
         push_json_str(out, v);
     }
     out.extend_from_slice(b",\"status\":\"");
@@ -155,9 +187,9 @@ pub fn write_reward_json(u: &RewardUpdate<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(b"\",\"kind\":\"");
     out.extend_from_slice(u.kind.as_str().as_bytes());
     out.extend_from_slice(b"\",\"value\":\"");
-    out.extend_from_slice(format_fixed(u.value, digits).as_bytes());
+    write_fixed(u.value, digits, out);
     out.extend_from_slice(b"\",\"delta\":\"");
-    out.extend_from_slice(format_fixed(u.delta, digits).as_bytes());
+    write_fixed(u.delta, digits, out);
     out.push(b'"');
     if let RewardKind::Cash(c) = u.kind {
         out.extend_from_slice(b",\"currency\":\"");
@@ -214,14 +246,17 @@ pub const DEAD_LETTER_RECORD_BYTES: usize = 4096;
 
 /// Builds the dead letter of a rejected record. The card token, the event
 /// id and the original record are kept only with raw card numbers masked;
-/// for PAN_DETECTED only the token's last four digits are kept.
+/// when the token itself is the card number only its last four digits are
+/// kept.
 pub fn dead_letter(rejection: &Rejection, raw: Option<&RawEvent<'_>>, record: &[u8], source: String) -> pb::DeadLetter {
     let text = |f: &Field<'_>| match f {
         Field::Str(s) => Some(pan::mask_pans(s).into_owned()),
         _ => None,
     };
     let card_token = raw.and_then(|r| match &r.card_token {
-        Field::Str(s) if rejection.reason == RejectReason::PanDetected => Some(pan::last_four(s).to_owned()),
+        Field::Str(s) if rejection.reason == RejectReason::PanDetected && rejection.field == Some("card_token") => {
+            Some(pan::last_four(s).to_owned())
+        }
         f => text(f),
     });
     let cut = &record[..record.len().min(DEAD_LETTER_RECORD_BYTES)];
@@ -240,15 +275,31 @@ pub fn dead_letter(rejection: &Rejection, raw: Option<&RawEvent<'_>>, record: &[
 /// Appends a dead letter as one JSON line. The whole line is masked once
 /// more, so no 13–19 digit Luhn-valid number can leave through it.
 pub fn write_dead_letter_json(d: &pb::DeadLetter, out: &mut Vec<u8>) {
-    let mut v = json!({"reason": d.reason, "detail": d.detail, "source": d.source, "record": d.record});
+    let text = |s: &str| Value::String(pan::mask_pans(&printable(s)).into_owned());
+    let mut v = json!({"reason": d.reason, "detail": text(&d.detail), "source": text(&d.source), "record": text(&d.record)});
     for (k, f) in [("field", &d.field), ("event_id", &d.event_id), ("card_token", &d.card_token)] {
         if let Some(f) = f {
-            v[k] = Value::String(f.clone());
+            v[k] = text(f);
         }
     }
     let line = v.to_string();
     out.extend_from_slice(pan::mask_pans(&line).as_bytes());
     out.push(b'\n');
+}
+
+/// JSON writes most control characters as `\u00XX`: the escape's hex
+/// digits could join the digits after it into a run that looks like a card
+/// number, and masking that run would break the escape (the line would no
+/// longer be JSON). A dead letter's text is for people, so those characters
+/// become U+FFFD; tab, newline, carriage return, backspace and form feed
+/// have escapes without digits and stay.
+fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    let hex_escaped = |c: char| c < ' ' && !matches!(c, '\n' | '\r' | '\t' | '\u{8}' | '\u{c}');
+    if s.chars().any(hex_escaped) {
+        std::borrow::Cow::Owned(s.chars().map(|c| if hex_escaped(c) { '\u{FFFD}' } else { c }).collect())
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
 }
 
 /// Converts a protobuf offer to the contract's JSON form, for validation by
@@ -382,6 +433,141 @@ mod tests {
             if at < bytes.len() { bytes[at] = byte; }
             bytes.truncate(cut.min(bytes.len()));
             same_decoding(&bytes)?;
+        }
+    }
+
+    /// Where the JSON fast path answers, serde_json answers the same.
+    fn same_json_decoding(bytes: &[u8]) -> Result<bool, proptest::test_runner::TestCaseError> {
+        let Some(fast) = fastjson::decode(bytes) else { return Ok(false) };
+        let slow: Result<RawEvent<'_>, _> = serde_json::from_slice(bytes);
+        proptest::prop_assert_eq!(Ok(fast), slow.map_err(|e| e.to_string()), "{:?}", String::from_utf8_lossy(bytes));
+        Ok(true)
+    }
+
+    const LINE: &str = r#"{"event_id":"e-1","kind":"AUTHORIZATION","card_token":"tok_1","occurred_at":"2026-05-04T12:30:00-04:00","network":"VISA","transaction_id":"t","amount":"1.00","currency":"USD","merchant":{"mid":"M","mcc":"5812","country":"US","name":"Café"},"offer_id":null}"#;
+
+    /// Pieces JSON lines are assembled from: the fast path's shapes and
+    /// every shape it must leave to serde_json.
+    fn json_piece() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let keys = prop_oneof![
+            Just("event_id"),
+            Just("kind"),
+            Just("card_token"),
+            Just("merchant"),
+            Just("mid"),
+            Just("name"),
+            Just("amount"),
+            Just("x"),
+            Just(r"event\u005fid"),
+            Just("offer_id"),
+            Just("mcc"),
+        ];
+        let values = prop_oneof![
+            Just(r#""a""#),
+            Just(r#""""#),
+            Just("null"),
+            Just("nul"),
+            Just("1"),
+            Just("-0.5e3"),
+            Just("1e400"),
+            Just("true"),
+            Just(r#"[1,{"a":2}]"#),
+            Just(r#""é""#),
+            Just(r#""a\"b""#),
+            Just(r#""\ud800""#),
+            Just("\"a\tb\""),
+            Just("{}"),
+            Just(r#"{"mid":"M","mcc":"5812"}"#),
+            Just(r#"{"mid":"M","mid":"N"}"#),
+            Just(r#"{"mid":null,"x":{"y":1}}"#),
+            Just(r#"{"mid":"M" ,"z":"q"}"#),
+        ];
+        let ws = prop_oneof![Just(""), Just(" "), Just("\n\t "), Just("\u{c}")];
+        (keys, values, ws.clone(), ws).prop_map(|(k, v, a, b)| format!("{a}\"{k}\"{b}:{a}{v}{b}"))
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 3000, ..Default::default() })]
+
+        /// The JSON fast path agrees with serde_json on assembled objects...
+        #[test]
+        fn json_fast_path_agrees_with_serde_on_assembled_objects(
+            pieces in proptest::collection::vec(json_piece(), 0..6), lead in 0usize..3, tail in 0usize..4,
+        ) {
+            let body = pieces.join(",");
+            let line = format!("{}{{{body}}}{}", [" ", "", "\n"][lead], ["", " ", "x", "}"][tail]);
+            same_json_decoding(line.as_bytes())?;
+        }
+
+        /// ...and on a real line, cut or with a byte changed.
+        #[test]
+        fn json_fast_path_agrees_with_serde_on_mangled_lines(cut in 0usize..300, at in 0usize..300, byte in proptest::prelude::any::<u8>()) {
+            let mut bytes = LINE.as_bytes().to_vec();
+            if at < bytes.len() { bytes[at] = byte; }
+            bytes.truncate(cut.min(bytes.len()));
+            same_json_decoding(&bytes)?;
+        }
+    }
+
+    #[test]
+    fn json_fast_path_answers_for_well_formed_lines() {
+        assert!(same_json_decoding(LINE.as_bytes()).unwrap());
+        assert!(same_json_decoding(b" { } ").unwrap());
+        assert!(same_json_decoding(br#"{"merchant":"x","other":"y","mid":null}"#).unwrap());
+        // Left to serde_json: escapes, numbers, nested values, duplicates.
+        for line in [r#"{"event_id":"a\"b"}"#, r#"{"x":1}"#, r#"{"x":{}}"#, r#"{"kind":"A","kind":"B"}"#] {
+            assert!(!same_json_decoding(line.as_bytes()).unwrap(), "{line}");
+        }
+    }
+
+    /// The hand-written record equals one built with serde_json, whatever
+    /// the ids hold.
+    #[test]
+    fn reward_records_are_written_as_serde_would() {
+        use cardlink_core::Currency;
+        use rust_decimal::Decimal;
+        fn reference(u: &RewardUpdate<'_>) -> String {
+            let s = |x: &str| serde_json::to_string(x).unwrap();
+            let d = u.kind.digits();
+            let mut line = format!(
+                "{{\"reward_id\":{},\"offer_id\":{},\"card_token\":{},\"transaction_id\":{},\"event_id\":{},\"status\":\"{}\",\"kind\":\"{}\",\"value\":\"{}\",\"delta\":\"{}\"",
+                s(&reward_id(u.offer_id, u.transaction_id, u.card_token)),
+                s(u.offer_id),
+                s(u.card_token),
+                s(u.transaction_id),
+                s(u.event_id),
+                u.status.as_str(),
+                u.kind.as_str(),
+                format_fixed(u.value, d),
+                format_fixed(u.delta, d)
+            );
+            if let RewardKind::Cash(c) = u.kind {
+                line += &format!(",\"currency\":\"{c}\"");
+            }
+            line + "}\n"
+        }
+        let ids = ["o-1", "50%|off", "quo\"te", "back\\slash", "tab\there", "café", "\u{1}", "", "a|b%c"];
+        for (i, &offer) in ids.iter().enumerate() {
+            for &tx in &ids {
+                let u = RewardUpdate {
+                    offer_id: offer,
+                    card_token: "tok_1",
+                    transaction_id: tx,
+                    event_id: ids[(i + 3) % ids.len()],
+                    status: RewardStatus::Confirmed,
+                    kind: if i % 2 == 0 {
+                        RewardKind::Cash(Currency::from_code("KWD").unwrap())
+                    } else {
+                        RewardKind::Points
+                    },
+                    value: Decimal::new(12345, 3),
+                    delta: Decimal::new(-5, 1),
+                };
+                let mut out = Vec::new();
+                write_reward_json(&u, &mut out);
+                assert_eq!(String::from_utf8(out).unwrap(), reference(&u));
+            }
         }
     }
 

@@ -29,6 +29,11 @@ pub struct RunArgs {
     /// same transactions: the benchmark's baseline, not for production.
     #[arg(long, hide = true)]
     pass_through: bool,
+    /// After SIGTERM/SIGINT, exit (0) within this many seconds even if the
+    /// open transaction has not committed yet: the broker then aborts it,
+    /// and the next owner of the partitions starts from what is committed.
+    #[arg(long, default_value_t = 25, value_name = "SECS")]
+    shutdown_timeout: u64,
 }
 
 #[derive(clap::Subcommand)]
@@ -76,6 +81,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
     let signal = signals::install();
     let stop = Arc::new(AtomicBool::new(false));
     let stats = Arc::new(Stats::default());
+    let _admin = crate::admin::start_for_pipeline(&config, &stats, &stop);
     let pipeline = {
         let (stop, stats) = (stop.clone(), stats.clone());
         std::thread::Builder::new()
@@ -84,9 +90,19 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
             .context("starting the pipeline thread")
             .map_err(Failure::Io)?
     };
+    let mut stopping: Option<Instant> = None;
     while !pipeline.is_finished() {
         if signal.load(Ordering::Relaxed) && !stop.swap(true, Ordering::SeqCst) {
-            log::info!("stopping: committing what is open");
+            log::info!("stopping: committing what is open (at most {} s)", args.shutdown_timeout);
+            stopping = Some(Instant::now());
+        }
+        if stopping.is_some_and(|t| t.elapsed() >= Duration::from_secs(args.shutdown_timeout)) {
+            log::warn!(
+                "stopping: the pipeline did not finish within {} s; exiting, the broker aborts the open \
+                 transaction and its records are processed again from the committed offsets",
+                args.shutdown_timeout
+            );
+            return Ok(());
         }
         std::thread::sleep(Duration::from_millis(50));
     }

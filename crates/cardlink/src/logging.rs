@@ -1,51 +1,51 @@
-//! A small stderr logger for the long-running commands: one line per
-//! event, UTC timestamp first. `CARDLINK_LOG` sets the level (error, warn,
-//! info, debug, trace; info by default).
+//! Logs of the long-running commands: `tracing` on stderr, with the `log`
+//! records of every crate (librdkafka's included) bridged into it. Human
+//! lines on a terminal, one JSON object per line otherwise, or as
+//! `--log-format` says. `CARDLINK_LOG` sets the level (error, warn, info,
+//! debug, trace, off; info by default) or any `tracing` filter directive
+//! such as `info,cardlink_kafka=debug`.
 
-use std::io::Write;
+use std::io::IsTerminal;
+use std::sync::OnceLock;
 
-use log::{Level, LevelFilter, Log, Metadata, Record};
+use tracing_subscriber::EnvFilter;
 
-struct Stderr {
-    level: LevelFilter,
+/// How log lines look.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human lines on a terminal, JSON otherwise.
+    #[default]
+    Auto,
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per line, for log collectors.
+    Json,
 }
 
-impl Log for Stderr {
-    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        metadata.level() <= self.level
-    }
+static FORMAT: OnceLock<LogFormat> = OnceLock::new();
 
-    fn log(&self, record: &Record<'_>) {
-        if !self.enabled(record.metadata()) {
-            return;
-        }
-        let level = match record.level() {
-            Level::Error => "ERROR",
-            Level::Warn => "WARN ",
-            Level::Info => "INFO ",
-            Level::Debug => "DEBUG",
-            Level::Trace => "TRACE",
-        };
-        let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ");
-        // One write per line, so lines of different threads never mix.
-        let line = format!("{now} {level} {}: {}\n", record.target(), record.args());
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
-    }
-
-    fn flush(&self) {}
+/// Sets the format before [`init`] (from the command line).
+pub fn set_format(format: LogFormat) {
+    let _ = FORMAT.set(format);
 }
 
-/// Installs the logger once; later calls do nothing.
+/// Installs the subscriber once; later calls do nothing.
 pub fn init() {
-    let level = match std::env::var("CARDLINK_LOG").unwrap_or_default().to_ascii_lowercase().as_str() {
-        "error" => LevelFilter::Error,
-        "warn" => LevelFilter::Warn,
-        "debug" => LevelFilter::Debug,
-        "trace" => LevelFilter::Trace,
-        "off" => LevelFilter::Off,
-        _ => LevelFilter::Info,
+    let directive = std::env::var("CARDLINK_LOG").ok().filter(|v| !v.trim().is_empty());
+    let filter = directive
+        .as_deref()
+        .and_then(|d| EnvFilter::try_new(d).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let json = match FORMAT.get().copied().unwrap_or_default() {
+        LogFormat::Json => true,
+        LogFormat::Human => false,
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
-    if log::set_logger(Box::leak(Box::new(Stderr { level }))).is_ok() {
-        log::set_max_level(level);
-    }
+    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter);
+    // `try_init` also routes the `log` crate's records into tracing.
+    let _ = if json {
+        builder.json().flatten_event(true).with_current_span(false).with_span_list(false).try_init()
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).try_init()
+    };
 }

@@ -11,6 +11,8 @@ use cardlink_replay::{Progress, Replayer};
 use cardlink_wire::Format;
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod admin;
+mod backtest;
 mod kafka;
 mod logging;
 mod signals;
@@ -24,6 +26,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
+    /// Log lines of the long-running commands: human on a terminal, JSON
+    /// otherwise (auto), or as given.
+    #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Auto)]
+    log_format: logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -32,6 +38,9 @@ struct Cli {
 enum Command {
     /// Replays an event file through the engine (contract section 6).
     Replay(ReplayArgs),
+    /// Replays a recorded feed against candidate offers and reports what
+    /// they would have cost (JSON and a self-contained HTML report).
+    Backtest(backtest::BacktestArgs),
     /// Writes a simulated network feed and a matching offer file.
     Simulate(SimulateArgs),
     /// Simulates a feed in memory, replays it and prints what happened.
@@ -128,6 +137,14 @@ struct DemoArgs {
     /// Also write rewards.jsonl, ledger.json, dead-letters.jsonl, offers.json here.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Serve the admin API and the status page during the demo, on ADDR
+    /// (127.0.0.1:9180 when no address is given).
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:9180")]
+    admin: Option<String>,
+    /// With --admin: keep serving this many seconds after the demo, so a
+    /// person can look.
+    #[arg(long, value_name = "SECS", default_value_t = 0, requires = "admin")]
+    linger: u64,
     #[command(flatten)]
     sim: SimArgs,
 }
@@ -186,8 +203,10 @@ pub(crate) enum Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    logging::set_format(cli.log_format);
     let result = match cli.command {
         Command::Replay(args) => replay(args),
+        Command::Backtest(args) => backtest::backtest(args),
         Command::Simulate(args) => simulate(args),
         Command::Demo(args) => demo(args),
         Command::Run(args) => kafka::run(args),
@@ -327,6 +346,7 @@ fn demo(args: DemoArgs) -> Result<(), Failure> {
     let mut progress = Progress::new(io::stderr().is_terminal());
     let started = std::time::Instant::now();
     let mut buf = Vec::with_capacity(512);
+    let admin = args.admin.as_deref().map(admin::DemoAdmin::start).transpose()?;
     for (i, record) in cardlink_sim::Simulator::new(&config).enumerate() {
         buf.clear();
         match &record {
@@ -340,9 +360,16 @@ fn demo(args: DemoArgs) -> Result<(), Failure> {
         if i % 65_536 == 0 {
             progress.update(i as u64);
         }
+        if i % 1024 == 0 {
+            if let Some(a) = &admin {
+                a.serve(&replayer.engine, i as u64);
+            }
+        }
     }
     progress.done();
     let elapsed = started.elapsed().as_secs_f64();
+    // The admin server keeps answering from the final state while it lingers.
+    let lingering = admin.map(|a| (a, if args.linger > 0 { replayer.engine.clone() } else { Default::default() }));
     let (ledger, summary) = replayer.finish().context("writing outputs").map_err(Failure::Io)?;
     if let Some(dir) = &args.out {
         std::fs::write(dir.join("ledger.json"), ledger.to_json_pretty() + "\n")
@@ -360,6 +387,9 @@ fn demo(args: DemoArgs) -> Result<(), Failure> {
         println!("outputs in {}/: offers.json rewards.jsonl ledger.json dead-letters.jsonl", dir.display());
     } else {
         println!("run `cardlink demo --out demo-out` to keep the rewards, the ledger and the dead letters");
+    }
+    if let Some((a, engine)) = lingering {
+        a.linger(&engine, config.events, args.linger);
     }
     Ok(())
 }

@@ -555,31 +555,43 @@ fn bad_input_lands_in_dead_letters_without_pans() {
 
 #[test]
 fn budgets_hold_with_one_instance() {
+    budgets_hold("budget", 4, &["0"], None);
+}
+
+/// Budgets are leased to partitions (docs/kafka.md, "Budgets"): with three
+/// instances, one of them killed mid-stream, no offer's rewards pass its
+/// budget and a run-out budget is used to the cent.
+#[test]
+fn budgets_stay_exact_across_three_instances_one_killed() {
+    budgets_hold("budget-3", 6, &["a", "b", "c"], Some("b"));
+}
+
+/// R6 through the pipeline: the simulator's offers with their budgets, plus
+/// one whose budget the events certainly exhaust (no reversal or refund
+/// frees it), through `instances`, killing `kill` while the feed runs.
+fn budgets_hold(test: &str, partitions: i32, instances: &[&str], kill: Option<&str>) {
     let _serial = lock();
-    let Some(mut w) = World::new("budget", 4, "") else { return };
+    let Some(mut w) = World::new(test, partitions, "") else { return };
     w.simulate_files(20_000, 23, &[], "feed.pb");
-    // The simulator's offers with their budgets, plus one whose budget the
-    // events below certainly exhaust (no reversal or refund frees it).
     let mut offers: Vec<Value> = serde_json::from_slice(&std::fs::read(w.path("offers-sim.json")).unwrap()).unwrap();
     offers.push(serde_json::json!({"id": "budget-test", "currency": "USD", "reward": {"percent": "10"},
         "merchant": {"mids": ["M-BUDGET"]}, "budget": "50.00"}));
     std::fs::write(w.path("offers-budget.json"), serde_json::to_vec(&offers).unwrap()).unwrap();
     w.publish_offers("offers-budget.json");
-    let mut feed = w.feed(20_000, 23, None, &[]);
-    assert!(feed.wait().unwrap().success(), "{}", w.tail("feed-23.log"));
+    for instance in instances {
+        w.start(instance);
+    }
+    let mut feed = w.feed(20_000, 23, kill.map(|_| 5_000), &[]);
     let mut events = Vec::new();
     for i in 0..400 {
         let card = format!("tok_budget_{}", i % 37);
         for (kind, id) in [("AUTHORIZATION", "a"), ("CLEARING", "c")] {
-            let e = serde_json::json!({"event_id": format!("b-{i}-{id}"), "kind": kind, "network": "VISA",
-                "card_token": card, "transaction_id": format!("bt-{i}"), "amount": "12.34", "currency": "USD",
-                "merchant": {"mid": "M-BUDGET", "mcc": "5812"}, "occurred_at": "2026-05-04T12:30:00-04:00"});
             let proto = pb::CardEvent {
-                event_id: e["event_id"].as_str().map(str::to_owned),
+                event_id: Some(format!("b-{i}-{id}")),
                 kind: pb::EventKind::from_str_name(kind).unwrap() as i32,
                 network: pb::Network::Visa as i32,
                 card_token: Some(card.clone()),
-                transaction_id: e["transaction_id"].as_str().map(str::to_owned),
+                transaction_id: Some(format!("bt-{i}")),
                 amount: Some("12.34".into()),
                 currency: Some("USD".into()),
                 merchant: Some(pb::Merchant {
@@ -594,8 +606,12 @@ fn budgets_hold_with_one_instance() {
         }
     }
     cardlink_kafka::feed::produce_records(&w.config, &w.config.topics.events, events).unwrap();
-    w.start("0");
-    w.wait_caught_up(Duration::from_secs(300));
+    if let Some(victim) = kill {
+        std::thread::sleep(Duration::from_secs(2));
+        w.kill(victim);
+    }
+    assert!(feed.wait().unwrap().success(), "{}", w.tail("feed-23.log"));
+    w.wait_caught_up(Duration::from_secs(400));
     w.stop_all();
     let rewards = w.rewards();
     assert_deltas_add_up(&rewards);
@@ -608,7 +624,6 @@ fn budgets_hold_with_one_instance() {
         }
     }
     assert_eq!(got.offers["budget-test"].0, dec("50.00"), "a run-out budget is fully used");
-    // Every live reward of the run-out offer holds at most what was left.
     let live: usize = rewards
         .iter()
         .filter(|r| r.offer_id == "budget-test")
