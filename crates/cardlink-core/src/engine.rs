@@ -409,7 +409,7 @@ pub fn apply_with(
         Some(c) => c,
         None => cards.get_or_insert(event.card_token),
     };
-    card.seen.insert(event.event_id);
+    card.begin_event(event.event_id, event.occurred_at);
 
     match event.body {
         EventBody::Activation { offer_id } => {
@@ -426,7 +426,7 @@ pub fn apply_with(
         },
         EventBody::AuthReversal { transaction_id } => {
             let CardState { transactions, live, .. } = card;
-            if let Some(tx) = transactions.get_mut(transaction_id).filter(|t| t.cleared.is_none()) {
+            if let Some(tx) = transactions.reverse(transaction_id) {
                 let ctx = Ctx { card_token: event.card_token, transaction_id, event_id: event.event_id };
                 for r in tx.rewards.iter_mut().filter(|r| r.status == RewardStatus::Pending) {
                     set_reward(book, budgets, live, r, RewardStatus::Cancelled, Decimal::ZERO, &ctx, sink);
@@ -435,6 +435,7 @@ pub fn apply_with(
         }
         EventBody::Refund { transaction_id, money } => refund(book, budgets, card, event, transaction_id, money, sink),
     }
+    card.end_event();
     Ok(Applied::Processed)
 }
 
@@ -486,7 +487,7 @@ fn open_transaction(
         rewards: Vec::with_capacity(matched.len()),
     };
     let CardState { transactions, live, .. } = card;
-    let tx = transactions.entry(Box::from(p.transaction_id)).or_insert(tx);
+    let tx = transactions.insert_new(p.transaction_id, tx);
     let ctx = Ctx { card_token: event.card_token, transaction_id: p.transaction_id, event_id: event.event_id };
     for (offer, value) in matched {
         let mut r = Reward { offer, status: RewardStatus::Cancelled, value: Decimal::ZERO };

@@ -242,7 +242,10 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 fn cleanup(config: &Config) {
     let t = &config.topics;
-    if let Err(e) = admin::delete_topics(config, &[&t.events, &t.offers, &t.rewards, &t.dead_letters, &t.state]) {
+    let budget = config.budget_topic();
+    if let Err(e) =
+        admin::delete_topics(config, &[&t.events, &t.offers, &t.rewards, &t.dead_letters, &t.state, &budget])
+    {
         log::warn!("could not delete the benchmark's topics: {e}");
     }
 }

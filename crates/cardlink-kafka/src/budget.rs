@@ -209,7 +209,9 @@ impl Leases {
                 *a = (*a).max(r.drain);
                 o.settle(offer, out);
             }
-            None => return Err(RecordError::Invalid { offer: offer.into(), detail: "neither claim nor release".into() }),
+            None => {
+                return Err(RecordError::Invalid { offer: offer.into(), detail: "neither claim nor release".into() });
+            }
         }
         Ok(())
     }
@@ -261,7 +263,14 @@ impl Leases {
 }
 
 /// A claim record.
-pub fn claim_record(offer: &str, partition: i32, claim_id: &str, need: Decimal, want: Decimal, budget: Decimal) -> Vec<u8> {
+pub fn claim_record(
+    offer: &str,
+    partition: i32,
+    claim_id: &str,
+    need: Decimal,
+    want: Decimal,
+    budget: Decimal,
+) -> Vec<u8> {
     BudgetRecord {
         offer_id: offer.into(),
         partition,
@@ -435,7 +444,9 @@ mod tests {
         }
         let got: Vec<String> = out
             .iter()
-            .map(|g| format!("{} {} {}{}", g.partition, g.claim_id, g.amount, if g.after_drain { " drained" } else { "" }))
+            .map(|g| {
+                format!("{} {} {}{}", g.partition, g.claim_id, g.amount, if g.after_drain { " drained" } else { "" })
+            })
             .collect();
         assert_eq!(got, grants);
         let got: Vec<String> = (0..4)
