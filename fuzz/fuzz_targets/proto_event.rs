@@ -4,7 +4,9 @@
 //! event; then validation and the engine as for JSON.
 #![no_main]
 
-use cardlink_wire::{MAX_RECORD_BYTES, decode_card_event, decode_json_event, decode_proto_event, event_to_json, raw_from_proto};
+use cardlink_wire::{
+    MAX_RECORD_BYTES, decode_card_event, decode_json_event, decode_proto_event, event_to_json, raw_from_proto,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

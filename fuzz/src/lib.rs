@@ -120,7 +120,12 @@ pub fn process_twice(raw: &RawEvent<'_>, record: &[u8]) {
 pub fn check_budgets(book: &OfferBook) {
     for (_, slot) in book.slots() {
         if let Some(budget) = slot.offer.budget {
-            assert!(slot.usage.used <= budget, "offer {}: used {} over budget {budget}", slot.offer.id, slot.usage.used);
+            assert!(
+                slot.usage.used <= budget,
+                "offer {}: used {} over budget {budget}",
+                slot.offer.id,
+                slot.usage.used
+            );
         }
         assert!(!slot.usage.used.is_sign_negative() || slot.usage.used.is_zero(), "negative usage");
     }

@@ -221,6 +221,8 @@ def load_offers(data) -> list[Offer]:
         oid = raw.get("id")
         if not isinstance(oid, str) or oid == "":
             bad("id", "must be a non-empty string")
+        if is_pan(oid):
+            bad("id", "is a raw card number")
         if oid in seen:
             bad("id", "duplicate id")
         seen.add(oid)
@@ -351,8 +353,10 @@ def validate_event(raw, engine: "Engine") -> Event:
         raise Rejected("NOT_AN_OBJECT")
     tok = raw.get("card_token")
     # R1's PAN rule, extended to the identifiers written back out (docs/decisions.md).
-    for name in ("card_token", "event_id", "transaction_id", "offer_id"):
+    for name in ("card_token", "event_id", "transaction_id", "offer_id", "amount"):
         v = raw.get(name)
+        if name == "amount" and isinstance(v, str):
+            v = v.split(".")[0]  # its whole units
         if isinstance(v, str) and is_pan(v):
             raise Rejected("PAN_DETECTED")
     ev = Event()

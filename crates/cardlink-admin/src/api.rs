@@ -539,7 +539,8 @@ async fn put_offer(
     app.authorize(&headers)?;
     let value: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(None, format!("the body is not a JSON offer: {e}")))?;
-    let offer = cardlink_core::parse_offer(&value).map_err(|e| ApiError::bad_request(Some(e.field.clone()), e.to_string()))?;
+    let offer =
+        cardlink_core::parse_offer(&value).map_err(|e| ApiError::bad_request(Some(e.field.clone()), e.to_string()))?;
     if *offer.id != *id {
         return Err(ApiError::bad_request(
             Some("id".into()),
@@ -548,9 +549,8 @@ async fn put_offer(
     }
     app.publish(&id, Some(offer_to_json(&offer))).await?;
     log::info!("offer {id:?} published through the admin API");
-    let live = app
-        .until_live(&id, |v| v.active && cardlink_core::parse_offer(&v.offer).is_ok_and(|o| o == offer))
-        .await?;
+    let live =
+        app.until_live(&id, |v| v.active && cardlink_core::parse_offer(&v.offer).is_ok_and(|o| o == offer)).await?;
     Ok(match live {
         Some(v) => axum::Json(v).into_response(),
         None => (StatusCode::ACCEPTED, axum::Json(not_yet_live(&id))).into_response(),
@@ -647,6 +647,8 @@ async fn get_card(State(app): Shared, Path(token): Path<String>) -> Result<Respo
         Ok(None) => Err(ApiError::unavailable(format!(
             "partition {partition} of this card is held by no group member right now (rebalancing); retry"
         ))),
-        Err(e) => Err(ApiError::unavailable(format!("partition {partition} is held elsewhere; its owner is unknown: {e}"))),
+        Err(e) => {
+            Err(ApiError::unavailable(format!("partition {partition} is held elsewhere; its owner is unknown: {e}")))
+        }
     }
 }

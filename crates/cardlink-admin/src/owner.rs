@@ -55,12 +55,15 @@ pub struct OwnerView {
     pub host: String,
 }
 
+/// Group members with the input partitions each holds.
+type Members = Vec<(OwnerView, Vec<i32>)>;
+
 /// Group members and the input partitions each holds, cached briefly:
 /// a burst of card look-ups costs one group description.
 pub struct Owners {
     config: Config,
     client: Mutex<Option<BaseConsumer>>,
-    cache: Mutex<Option<(Instant, Vec<(OwnerView, Vec<i32>)>)>>,
+    cache: Mutex<Option<(Instant, Members)>>,
 }
 
 const CACHE_FOR: Duration = Duration::from_secs(3);
@@ -84,7 +87,7 @@ impl Owners {
         Ok(members.iter().find(|(_, parts)| parts.contains(&partition)).map(|(m, _)| m.clone()))
     }
 
-    fn describe(&self) -> Result<Vec<(OwnerView, Vec<i32>)>, String> {
+    fn describe(&self) -> Result<Members, String> {
         let mut client = self.client.lock().unwrap_or_else(|p| p.into_inner());
         if client.is_none() {
             let c = self.config.finish(self.config.client("admin-lookup"));
@@ -174,12 +177,12 @@ mod tests {
     #[test]
     fn assignments_are_read_per_topic() {
         let mut b = vec![0, 1, 0, 0, 0, 2];
-        for (topic, parts) in [("ev", &[0, 4][..]), ("other", &[1][..])] {
+        for (topic, parts) in [("ev", &[0i32, 4][..]), ("other", &[1i32][..])] {
             b.extend((topic.len() as i16).to_be_bytes());
             b.extend(topic.as_bytes());
             b.extend((parts.len() as i32).to_be_bytes());
             for p in parts {
-                b.extend((*p as i32).to_be_bytes());
+                b.extend(p.to_be_bytes());
             }
         }
         b.extend((-1i32).to_be_bytes());

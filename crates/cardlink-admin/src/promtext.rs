@@ -85,7 +85,10 @@ fn parse_line(line: &str) -> Option<Sample> {
 mod tests {
     use super::*;
 
-    fn check(line: &str, expected: Option<(&str, &[(&str, &str)], f64)>) {
+    /// The expected name, labels and value of a line.
+    type Expected<'a> = Option<(&'a str, &'a [(&'a str, &'a str)], f64)>;
+
+    fn check(line: &str, expected: Expected<'_>) {
         let got = parse_line(line);
         let want = expected.map(|(n, l, v)| Sample {
             name: n.into(),

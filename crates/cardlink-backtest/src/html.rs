@@ -39,6 +39,8 @@ th{font-size:12px;color:var(--muted);font-weight:600;text-transform:uppercase;le
 td.n,th.n{text-align:right;white-space:nowrap}
 tr:hover td{background:#f8f9ff}
 .terms{color:var(--muted);font-size:12px}
+th .terms{text-transform:none;font-weight:400;letter-spacing:0}
+.unit{color:var(--muted)}
 .muted{color:var(--muted)}
 .pill{display:inline-block;padding:1px 8px;border-radius:999px;font-size:11px;font-weight:600;background:#eef2ff;color:#3730a3}
 .pill.points{background:#ecfeff;color:#155e75}
@@ -426,7 +428,7 @@ fn unit_sums(base: &str, m: &std::collections::BTreeMap<String, String>) -> Stri
         return "<span class=\"muted\">0</span>".into();
     }
     m.iter()
-        .map(|(u, v)| format!(r#"{} <span class="muted">{}</span>"#, num(&format!("{base}/{}", tok(u)), v), esc(u)))
+        .map(|(u, v)| format!(r#"{} <span class="unit">{}</span>"#, num(&format!("{base}/{}", tok(u)), v), esc(u)))
         .collect::<Vec<_>>()
         .join("<br>")
 }
@@ -587,7 +589,7 @@ fn comparison(s: &mut String, report: &Report) {
                 let _ = write!(s, r#"<span><i style="background:{}"></i>{}</span>"#, se.color, esc(&se.label));
             }
             s.push_str("</div>");
-            s.push_str(&time_chart(&format!("compare-{unit}"), &report.days, &series, None, None, 760.0));
+            s.push_str(&time_chart(&format!("compare-{unit}"), &report.days, &series, None, None, 560.0));
             s.push_str("</div>");
         }
         s.push_str("</div>");

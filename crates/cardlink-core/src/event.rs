@@ -489,16 +489,19 @@ pub fn is_valid_card_token(s: &str) -> bool {
 pub fn validate<'a>(raw: &'a RawEvent<'_>) -> Result<CardEvent<'a>, Rejection> {
     // The PAN rule comes first so that a raw card number is reported as such
     // whatever else is wrong with the event. R1 names card_token; the other
-    // identifiers the engine keeps and writes back out (into reward records
-    // and the state changelog) get the same rule, so that no output can
-    // hold a card number (docs/decisions.md).
-    for (field, name) in [
-        (&raw.card_token, "card_token"),
-        (&raw.event_id, "event_id"),
-        (&raw.transaction_id, "transaction_id"),
-        (&raw.offer_id, "offer_id"),
+    // fields the engine keeps and writes back out (into reward records and
+    // the state changelog) get the same rule, so that no output can hold a
+    // card number (docs/decisions.md). For the amount that is its whole
+    // units: 13–15 digits pass the amount limit, and an amount of over a
+    // trillion whose digits pass Luhn is a card number in the wrong field.
+    for (value, name) in [
+        (raw.card_token.as_str(), "card_token"),
+        (raw.event_id.as_str(), "event_id"),
+        (raw.transaction_id.as_str(), "transaction_id"),
+        (raw.offer_id.as_str(), "offer_id"),
+        (raw.amount.as_str().map(|s| s.split('.').next().unwrap_or_default()), "amount"),
     ] {
-        if let Some(value) = field.as_str() {
+        if let Some(value) = value {
             if pan::is_pan(value) {
                 return Err(Rejection::new(
                     RejectReason::PanDetected,

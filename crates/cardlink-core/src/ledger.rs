@@ -77,6 +77,14 @@ impl Ledger {
                         e.0 = e.0.saturating_add(r.value);
                     }
                 }
+                // Rewards of forgotten transactions (state retention) are
+                // all CONFIRMED and still count.
+                for a in card.transactions.archived() {
+                    let slot = &book.slot(a.offer).offer;
+                    let key = if slot.reward.is_cash() { slot.currency.code() } else { POINTS };
+                    let e = sums[0].entry(key).or_insert((Decimal::ZERO, slot.value_digits()));
+                    e.0 = e.0.saturating_add(a.value);
+                }
                 let written = |m: &BTreeMap<&str, (Decimal, u32)>| -> BTreeMap<String, String> {
                     m.iter()
                         .filter(|(_, (v, _))| !v.is_zero())

@@ -108,19 +108,25 @@ pub struct OfferError {
     pub message: String,
 }
 
+/// Messages quote the values at fault: a card number typed into an offer
+/// is masked, since the message goes to the terminal, the admin API and
+/// logs.
 impl fmt::Display for OfferError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use std::fmt::Write;
+        let mut s = String::new();
         match (&self.offer_id, self.index) {
-            (Some(id), Some(i)) => write!(f, "offer {id:?} (#{}, 0-based)", i)?,
-            (Some(id), None) => write!(f, "offer {id:?}")?,
-            (None, Some(i)) => write!(f, "offer #{i} (0-based)")?,
-            (None, None) => write!(f, "offer")?,
+            (Some(id), Some(i)) => write!(s, "offer {id:?} (#{}, 0-based)", i)?,
+            (Some(id), None) => write!(s, "offer {id:?}")?,
+            (None, Some(i)) => write!(s, "offer #{i} (0-based)")?,
+            (None, None) => write!(s, "offer")?,
         }
         if self.field.is_empty() {
-            write!(f, ": {}", self.message)
+            write!(s, ": {}", self.message)?;
         } else {
-            write!(f, ", field {:?}: {}", self.field, self.message)
+            write!(s, ", field {:?}: {}", self.field, self.message)?;
         }
+        f.write_str(&crate::pan::mask_pans(&s))
     }
 }
 
@@ -181,17 +187,23 @@ pub fn parse_offer(value: &Value) -> Result<Offer, OfferError> {
             message: "an offer must be a JSON object".into(),
         });
     };
-    let offer_id = match obj.get("id") {
-        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+    let raw_id = match obj.get("id") {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.as_str()),
         _ => None,
     };
+    // Errors name the offer, with a card number masked.
+    let offer_id = raw_id.map(|s| crate::pan::mask_pans(s).into_owned());
     let err = |field: &str, message: String| OfferError {
         index: None,
         offer_id: offer_id.clone(),
         field: field.into(),
-        message,
+        message: crate::pan::mask_pans(&message).into_owned(),
     };
-    let id = offer_id.clone().ok_or_else(|| err("id", "must be a non-empty string".into()))?;
+    let id = raw_id.ok_or_else(|| err("id", "must be a non-empty string".into()))?.to_owned();
+    // Offer ids are written into every reward record: never a card number.
+    if crate::pan::is_pan(&id) {
+        return Err(err("id", "is a raw card number (13-19 digits passing the Luhn check)".into()));
+    }
     let currency = match obj.get("currency") {
         Some(Value::String(c)) => {
             Currency::from_code(c).ok_or_else(|| err("currency", format!("{c:?} is not an ISO 4217 code")))?

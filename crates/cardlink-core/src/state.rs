@@ -2,9 +2,20 @@
 //!
 //! Everything here is keyed by card token, so a pipeline can split it by
 //! the partition that owns the card, and snapshot or changelog it.
+//!
+//! Memory is laid out for the look-ups every event makes: the card table
+//! holds each card's state inline under a key that keeps short tokens in
+//! place; transactions sit in one flat table per card whose keys also keep
+//! short ids in place; seen event ids are one byte string per card with a
+//! table of spans into it. A look-up touches the table's control bytes and
+//! the entry itself, not separate heap strings.
+//!
+//! With a [`Retention`], event ids and closed transactions are forgotten a
+//! set number of days after the card's newest event (see
+//! docs/reliability.md, "State retention"), so a card's memory stays
+//! bounded however long it lives.
 
 use rust_decimal::Decimal;
-use rustc_hash::FxHashMap;
 
 use crate::book::OfferIdx;
 use crate::event::Money;
@@ -32,76 +43,224 @@ impl RewardStatus {
     }
 }
 
+/// How long a card remembers event ids (R2) and closed transactions, in
+/// days of its own event time. `None` (the default) remembers everything,
+/// as the contract's R2 reads; see docs/reliability.md, "State retention".
+pub type Retention = Option<std::num::NonZeroU32>;
+
+/// A day number: whole days since 1970-01-01 (UTC) of an event's instant.
+/// Retention counts in these.
+pub fn day_of(at: chrono::DateTime<chrono::FixedOffset>) -> i32 {
+    let day = at.timestamp().div_euclid(86_400);
+    i32::try_from(day).unwrap_or(if day < 0 { i32::MIN + 1 } else { i32::MAX })
+}
+
+/// A string key that keeps up to 22 bytes in place (card tokens and
+/// transaction ids nearly always fit): comparing a key during a look-up
+/// reads the table entry itself instead of a separate heap string.
+#[derive(Clone)]
+enum InlineKey {
+    Inline { len: u8, bytes: [u8; 22] },
+    Heap(Box<str>),
+}
+
+impl InlineKey {
+    fn new(s: &str) -> Self {
+        let b = s.as_bytes();
+        if b.len() <= 22 {
+            let mut bytes = [0u8; 22];
+            bytes[..b.len()].copy_from_slice(b);
+            InlineKey::Inline { len: b.len() as u8, bytes }
+        } else {
+            InlineKey::Heap(Box::from(s))
+        }
+    }
+
+    #[inline]
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            InlineKey::Inline { len, bytes } => &bytes[..*len as usize],
+            InlineKey::Heap(s) => s.as_bytes(),
+        }
+    }
+
+    #[inline]
+    fn as_str(&self) -> &str {
+        match self {
+            // Only ever made from a whole &str (see `new`).
+            InlineKey::Inline { .. } => std::str::from_utf8(self.as_bytes()).expect("made from a str"),
+            InlineKey::Heap(s) => s,
+        }
+    }
+}
+
+#[inline]
+fn hash_bytes(b: &[u8]) -> u64 {
+    use std::hash::BuildHasher;
+    rustc_hash::FxBuildHasher.hash_one(b)
+}
+
 /// A set of ids (the event ids a card processed, R2; the offers it
-/// activated, R3), stored in one string per set with a hash table of spans
-/// into it: no allocation per insert, and about a third of the memory of a
-/// set of boxed strings.
+/// activated, R3), stored in one byte string per set with a hash table of
+/// spans into it: no allocation per insert, and about a third of the
+/// memory of a set of boxed strings.
+///
+/// Ids inserted with a day ([`IdSet::insert_on`]) can be forgotten by day
+/// ([`IdSet::forget_before`]). Days only grow along the string, so the
+/// forgotten ids are always a prefix of it: a forgotten id is one whose
+/// span starts below `forgotten`, and forgetting costs nothing per id.
 #[derive(Clone, Default)]
 pub struct IdSet {
-    bytes: String,
+    bytes: Vec<u8>,
     spans: hashbrown::HashTable<(u32, u32)>,
+    /// Byte offset below which ids are forgotten.
+    forgotten: u32,
+    /// `(offset, day)`: ids from `offset` on were inserted on `day` or
+    /// later; offsets and days both increase.
+    days: Vec<(u32, i32)>,
 }
 
 impl IdSet {
     /// The hash an id is filed under, for [`IdSet::contains_hashed`].
     #[inline]
     pub fn hash(id: &str) -> u64 {
-        use std::hash::BuildHasher;
-        rustc_hash::FxBuildHasher.hash_one(id)
+        hash_bytes(id.as_bytes())
     }
 
     #[inline]
     fn span(&self, (start, len): (u32, u32)) -> &str {
+        // Only whole &strs are appended, so spans fall on char boundaries.
+        std::str::from_utf8(&self.bytes[start as usize..start as usize + len as usize]).expect("ids are UTF-8")
+    }
+
+    #[inline]
+    fn span_bytes(&self, (start, len): (u32, u32)) -> &[u8] {
         &self.bytes[start as usize..start as usize + len as usize]
     }
 
-    /// True when `id` was processed.
+    /// True when `id` is remembered.
     #[inline]
     pub fn contains(&self, id: &str) -> bool {
-        self.spans.find(Self::hash(id), |&s| self.span(s) == id).is_some()
+        self.contains_hashed(Self::hash(id), || id)
     }
 
-    /// True when `id` is in the set, given its [`IdSet::hash`]: the id itself
-    /// is only produced when a stored id has a matching hash tag.
+    /// True when `id` is remembered, given its [`IdSet::hash`]: the id
+    /// itself is only produced when a stored id has a matching hash tag.
     #[inline]
     pub fn contains_hashed<'i>(&self, hash: u64, id: impl Fn() -> &'i str) -> bool {
-        !self.is_empty() && self.spans.find(hash, |&s| self.span(s) == id()).is_some()
+        !self.spans.is_empty()
+            && self.spans.find(hash, |&s| self.span_bytes(s) == id().as_bytes()).is_some_and(|s| s.0 >= self.forgotten)
     }
 
-    /// Remembers `id`; false when it was already there.
+    /// Remembers `id`; false when it was already remembered.
     pub fn insert(&mut self, id: &str) -> bool {
-        let hash = Self::hash(id);
-        let IdSet { bytes, spans } = self;
-        let span_of = |(start, len): (u32, u32)| &bytes[start as usize..start as usize + len as usize];
-        if spans.find(hash, |&s| span_of(s) == id).is_some() {
-            return false;
+        self.insert_hashed(id, Self::hash(id))
+    }
+
+    /// Remembers `id` as seen on `day` (days never go back between calls);
+    /// false when it was already remembered.
+    pub fn insert_on(&mut self, id: &str, day: i32) -> bool {
+        // A day mark with no id after it is harmless: the next id of that
+        // day falls in it.
+        match self.days.last() {
+            Some(&(_, last)) if last >= day => {}
+            // The first day also covers ids inserted without one before it
+            // (restored from a snapshot): they count from that day.
+            None => self.days.push((self.forgotten, day)),
+            Some(_) => self.days.push((self.bytes_len(), day)),
         }
-        let start = u32::try_from(bytes.len()).expect("a card's event ids stay under 4 GiB");
-        let len = u32::try_from(id.len()).expect("event ids are short");
-        bytes.push_str(id);
-        let bytes = &*bytes;
-        spans.insert_unique(hash, (start, len), |&(s, l)| Self::hash(&bytes[s as usize..(s + l) as usize]));
+        self.insert_hashed(id, Self::hash(id))
+    }
+
+    fn bytes_len(&self) -> u32 {
+        u32::try_from(self.bytes.len()).expect("a card's ids stay under 4 GiB")
+    }
+
+    fn insert_hashed(&mut self, id: &str, hash: u64) -> bool {
+        let IdSet { bytes, spans, forgotten, .. } = self;
+        let span_of = |(start, len): (u32, u32)| &bytes[start as usize..start as usize + len as usize];
+        match spans.find_entry(hash, |&s| span_of(s) == id.as_bytes()) {
+            Ok(e) if e.get().0 >= *forgotten => return false,
+            // Forgotten but still stored: filed again at the end.
+            Ok(e) => drop(e.remove()),
+            Err(_) => {}
+        }
+        let start = self.bytes_len();
+        let len = u32::try_from(id.len()).expect("ids are short");
+        self.bytes.extend_from_slice(id.as_bytes());
+        let bytes = &self.bytes;
+        self.spans.insert_unique(hash, (start, len), |&(s, l)| hash_bytes(&bytes[s as usize..(s + l) as usize]));
         true
     }
 
-    /// Number of ids.
+    /// Forgets the ids inserted before `day`; ids inserted without a day
+    /// count from the first day given after them. Memory is given back
+    /// once most of the string is forgotten.
+    pub fn forget_before(&mut self, day: i32) {
+        let k = self.days.partition_point(|&(_, d)| d < day);
+        if k == 0 {
+            return;
+        }
+        self.forgotten = self.days.get(k).map_or(self.bytes_len(), |&(offset, _)| offset);
+        self.days.drain(..k);
+        if self.forgotten as usize * 2 >= self.bytes.len() {
+            self.compact();
+        }
+    }
+
+    /// Drops forgotten ids from memory: the string, the table and the day
+    /// marks start again at the first remembered id.
+    fn compact(&mut self) {
+        let cut = self.forgotten;
+        let kept: Vec<(u32, u32)> = self.spans.iter().filter(|s| s.0 >= cut).map(|&(s, l)| (s - cut, l)).collect();
+        self.bytes.drain(..cut as usize);
+        self.bytes.shrink_to(self.bytes.len() * 2);
+        let mut spans = hashbrown::HashTable::with_capacity(kept.len());
+        for span in kept {
+            let h = hash_bytes(&self.bytes[span.0 as usize..(span.0 + span.1) as usize]);
+            let bytes = &self.bytes;
+            spans.insert_unique(h, span, |&(s, l)| hash_bytes(&bytes[s as usize..(s + l) as usize]));
+        }
+        self.spans = spans;
+        for d in &mut self.days {
+            d.0 -= cut;
+        }
+        self.forgotten = 0;
+    }
+
+    /// Number of remembered ids.
     pub fn len(&self) -> usize {
-        self.spans.len()
+        if self.forgotten == 0 { self.spans.len() } else { self.iter().count() }
     }
 
-    /// True when no id was processed.
+    /// True when no id is remembered.
     pub fn is_empty(&self) -> bool {
-        self.spans.is_empty()
+        self.len() == 0
     }
 
-    /// Every id, in no particular order.
+    /// Every remembered id, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &str> {
-        self.spans.iter().map(|&s| self.span(s))
+        self.spans.iter().filter(|s| s.0 >= self.forgotten).map(|&s| self.span(s))
+    }
+
+    /// Every remembered id with the day it counts from (`None`: inserted
+    /// without a day and not followed by one yet), in insertion order: what
+    /// a snapshot needs to restore the set exactly with
+    /// [`IdSet::insert_on`].
+    pub fn iter_with_days(&self) -> impl Iterator<Item = (&str, Option<i32>)> {
+        let mut spans: Vec<(u32, u32)> = self.spans.iter().filter(|s| s.0 >= self.forgotten).copied().collect();
+        spans.sort_unstable();
+        spans.into_iter().map(move |s| {
+            let day = self.days.partition_point(|&(offset, _)| offset <= s.0).checked_sub(1).map(|i| self.days[i].1);
+            (self.span(s), day)
+        })
     }
 
     /// Bytes of memory held, for sizing.
     pub fn heap_bytes(&self) -> usize {
-        self.bytes.capacity() + self.spans.capacity() * (std::mem::size_of::<(u32, u32)>() + 1)
+        self.bytes.capacity()
+            + self.spans.capacity() * (std::mem::size_of::<(u32, u32)>() + 1)
+            + self.days.capacity() * std::mem::size_of::<(u32, i32)>()
     }
 }
 
@@ -167,6 +326,306 @@ pub struct Transaction {
     pub rewards: Vec<Reward>,
 }
 
+/// A day stamp not given yet: a transaction restored from a snapshot
+/// counts from the card's next event.
+const UNSTAMPED: i32 = i32::MIN;
+
+#[derive(Clone)]
+struct TxEntry {
+    key: InlineKey,
+    /// The day of the last event that named the transaction.
+    day: i32,
+    /// An AUTH_REVERSAL was processed for it.
+    reversed: bool,
+    tx: Transaction,
+}
+
+impl TxEntry {
+    /// Closed (cleared, or reversed before clearing) and last named before
+    /// `cutoff`: forgotten.
+    #[inline]
+    fn expired(&self, cutoff: i32) -> bool {
+        self.day < cutoff && self.day != UNSTAMPED && (self.tx.cleared.is_some() || self.reversed)
+    }
+}
+
+/// The live value of one offer's rewards on forgotten transactions: they
+/// still count in the card's ledger sums, the offer's usage (R6) and the
+/// card's per-offer count (R7), but no event can change them any more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Archived {
+    /// The offer.
+    pub offer: OfferIdx,
+    /// Sum of the values (all CONFIRMED).
+    pub value: Decimal,
+    /// Number of the rewards.
+    pub live: u32,
+}
+
+/// A card's transactions by id (R8–R11), in one flat table whose keys keep
+/// short ids in place. With a retention, closed transactions are forgotten
+/// (see [`Retention`]); their live rewards move to [`TxMap::archived`].
+#[derive(Clone)]
+pub struct TxMap {
+    table: hashbrown::HashTable<TxEntry>,
+    archived: Vec<Archived>,
+    /// Closed transactions last named before this day are forgotten.
+    cutoff: i32,
+    /// The day stamped on transactions an event names.
+    today: i32,
+    /// The day the table was last swept of forgotten transactions.
+    swept: i32,
+    /// Some entries are [`UNSTAMPED`].
+    unstamped: bool,
+}
+
+impl Default for TxMap {
+    fn default() -> Self {
+        TxMap {
+            table: hashbrown::HashTable::new(),
+            archived: Vec::new(),
+            cutoff: i32::MIN,
+            today: 0,
+            swept: i32::MIN,
+            unstamped: false,
+        }
+    }
+}
+
+impl TxMap {
+    #[inline]
+    fn find(&self, id: &str) -> Option<&TxEntry> {
+        let b = id.as_bytes();
+        self.table.find(hash_bytes(b), |e| e.key.as_bytes() == b).filter(|e| !e.expired(self.cutoff))
+    }
+
+    /// The transaction `id`, if remembered.
+    #[inline]
+    pub fn get(&self, id: &str) -> Option<&Transaction> {
+        self.find(id).map(|e| &e.tx)
+    }
+
+    /// True when `id` is remembered.
+    #[inline]
+    pub fn contains_key(&self, id: &str) -> bool {
+        self.find(id).is_some()
+    }
+
+    /// The transaction `id`, for change by the event being applied (which
+    /// makes it count as named today).
+    #[inline]
+    pub fn get_mut(&mut self, id: &str) -> Option<&mut Transaction> {
+        let b = id.as_bytes();
+        let (cutoff, today) = (self.cutoff, self.today);
+        let e = self.table.find_mut(hash_bytes(b), |e| e.key.as_bytes() == b).filter(|e| !e.expired(cutoff))?;
+        e.day = today;
+        Some(&mut e.tx)
+    }
+
+    /// R10's look-up: the transaction `id` when it is not cleared, marked
+    /// as reversed (a closed transaction, for retention).
+    #[inline]
+    pub fn reverse(&mut self, id: &str) -> Option<&mut Transaction> {
+        let b = id.as_bytes();
+        let (cutoff, today) = (self.cutoff, self.today);
+        let e = self.table.find_mut(hash_bytes(b), |e| e.key.as_bytes() == b).filter(|e| !e.expired(cutoff))?;
+        e.day = today;
+        if e.tx.cleared.is_some() {
+            return None;
+        }
+        e.reversed = true;
+        Some(&mut e.tx)
+    }
+
+    /// Files a new transaction `id` named by the event being applied, or
+    /// returns the remembered one. A forgotten transaction of that id is
+    /// archived and replaced.
+    pub fn insert_new(&mut self, id: &str, tx: Transaction) -> &mut Transaction {
+        let b = id.as_bytes();
+        let hash = hash_bytes(b);
+        let (cutoff, today) = (self.cutoff, self.today);
+        let TxMap { table, archived, .. } = self;
+        let entry = match table.entry(hash, |e| e.key.as_bytes() == b, |e| hash_bytes(e.key.as_bytes())) {
+            hashbrown::hash_table::Entry::Occupied(mut o) => {
+                if o.get().expired(cutoff) {
+                    archive(archived, &o.get().tx);
+                    let e = o.get_mut();
+                    (e.tx, e.reversed) = (tx, false);
+                }
+                o.into_mut()
+            }
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                v.insert(TxEntry { key: InlineKey::new(id), day: today, reversed: false, tx }).into_mut()
+            }
+        };
+        entry.day = today;
+        &mut entry.tx
+    }
+
+    /// Puts a transaction in place (restoring from a snapshot); it counts
+    /// from the card's next event.
+    pub fn insert(&mut self, id: impl AsRef<str>, tx: Transaction) {
+        self.insert_on(id, tx, None, false);
+    }
+
+    /// Puts a transaction in place with the day it was last named and
+    /// whether it was reversed (restoring a snapshot exactly).
+    pub fn insert_on(&mut self, id: impl AsRef<str>, tx: Transaction, day: Option<i32>, reversed: bool) {
+        let id = id.as_ref();
+        let b = id.as_bytes();
+        let day = day.unwrap_or(UNSTAMPED);
+        self.unstamped |= day == UNSTAMPED;
+        match self.table.entry(hash_bytes(b), |e| e.key.as_bytes() == b, |e| hash_bytes(e.key.as_bytes())) {
+            hashbrown::hash_table::Entry::Occupied(mut o) => {
+                *o.get_mut() = TxEntry { key: InlineKey::new(id), day, reversed, tx }
+            }
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                v.insert(TxEntry { key: InlineKey::new(id), day, reversed, tx });
+            }
+        }
+    }
+
+    /// Number of remembered transactions.
+    pub fn len(&self) -> usize {
+        self.table.iter().filter(|e| !e.expired(self.cutoff)).count()
+    }
+
+    /// True when no transaction is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every remembered transaction with its id, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Transaction)> {
+        self.table.iter().filter(|e| !e.expired(self.cutoff)).map(|e| (e.key.as_str(), &e.tx))
+    }
+
+    /// Every remembered transaction with its id, the day it was last named
+    /// (`None` before the card's first event after a restore) and whether
+    /// it was reversed: what a snapshot needs for [`TxMap::insert_on`].
+    pub fn iter_with_days(&self) -> impl Iterator<Item = (&str, &Transaction, Option<i32>, bool)> {
+        self.table
+            .iter()
+            .filter(|e| !e.expired(self.cutoff))
+            .map(|e| (e.key.as_str(), &e.tx, (e.day != UNSTAMPED).then_some(e.day), e.reversed))
+    }
+
+    /// Every remembered transaction.
+    pub fn values(&self) -> impl Iterator<Item = &Transaction> {
+        self.iter().map(|(_, t)| t)
+    }
+
+    /// The live rewards of forgotten transactions, per offer. They count
+    /// in the ledger and in usage like any live reward.
+    pub fn archived(&self) -> &[Archived] {
+        &self.archived
+    }
+
+    /// Adds to the archived rewards (restoring a snapshot).
+    pub fn add_archived(&mut self, a: Archived) {
+        match self.archived.iter_mut().find(|x| x.offer == a.offer) {
+            Some(x) => {
+                x.value += a.value;
+                x.live += a.live;
+            }
+            None => self.archived.push(a),
+        }
+    }
+
+    /// Starts an event of `day` (the card's clock after it): what it
+    /// names is stamped with that day.
+    fn begin(&mut self, day: i32) {
+        self.today = day;
+        if self.unstamped {
+            self.unstamped = false;
+            for e in self.table.iter_mut().filter(|e| e.day == UNSTAMPED) {
+                e.day = day;
+            }
+        }
+    }
+
+    /// Ends an event: closed transactions last named before `cutoff` are
+    /// forgotten from now on, and now and then swept from memory.
+    fn end(&mut self, cutoff: i32, sweep_every: i32) {
+        self.cutoff = cutoff;
+        if self.today.saturating_sub(self.swept) >= sweep_every {
+            self.swept = self.today;
+            let TxMap { table, archived, .. } = self;
+            table.retain(|e| {
+                if e.expired(cutoff) {
+                    archive(archived, &e.tx);
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+    }
+
+    /// Bytes of memory held, for sizing.
+    pub fn heap_bytes(&self) -> usize {
+        self.table.capacity() * (std::mem::size_of::<TxEntry>() + 1)
+            + self
+                .table
+                .iter()
+                .map(|e| {
+                    e.tx.rewards.capacity() * std::mem::size_of::<Reward>()
+                        + if let InlineKey::Heap(s) = &e.key { s.len() } else { 0 }
+                })
+                .sum::<usize>()
+            + self.archived.capacity() * std::mem::size_of::<Archived>()
+    }
+}
+
+/// Moves the live rewards of a forgotten transaction into `archived`.
+fn archive(archived: &mut Vec<Archived>, tx: &Transaction) {
+    for r in tx.rewards.iter().filter(|r| r.is_live()) {
+        match archived.iter_mut().find(|a| a.offer == r.offer) {
+            Some(a) => {
+                a.value += r.value;
+                a.live += 1;
+            }
+            None => archived.push(Archived { offer: r.offer, value: r.value, live: 1 }),
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a TxMap {
+    type Item = (&'a str, &'a Transaction);
+    type IntoIter = Box<dyn Iterator<Item = (&'a str, &'a Transaction)> + 'a>;
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
+}
+
+impl std::ops::Index<&str> for TxMap {
+    type Output = Transaction;
+    fn index(&self, id: &str) -> &Transaction {
+        self.get(id).expect("no such transaction")
+    }
+}
+
+impl PartialEq for TxMap {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len()
+            && self.iter().all(|(id, t)| other.get(id) == Some(t))
+            && self.archived.len() == other.archived.len()
+            && self.archived.iter().all(|a| other.archived.contains(a))
+    }
+}
+
+impl Eq for TxMap {}
+
+impl std::fmt::Debug for TxMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()?;
+        if !self.archived.is_empty() {
+            write!(f, " archived {:?}", self.archived)?;
+        }
+        Ok(())
+    }
+}
+
 /// What cardlink remembers about one card.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CardState {
@@ -175,9 +634,14 @@ pub struct CardState {
     /// Offers the card activated (R3).
     pub activations: IdSet,
     /// Transactions by id (R8–R11).
-    pub transactions: FxHashMap<Box<str>, Transaction>,
+    pub transactions: TxMap,
     /// Live rewards per offer (R7); entries at zero are removed.
     pub live: Vec<(OfferIdx, u32)>,
+    /// The newest day of the card's processed events; `None` before the
+    /// first (or the first after a restore).
+    clock: Option<i32>,
+    /// Days to remember; 0 for ever. Set by the [`CardStore`].
+    retention_days: u32,
 }
 
 impl CardState {
@@ -185,6 +649,47 @@ impl CardState {
     #[inline]
     pub fn live_count(&self, offer: OfferIdx) -> u32 {
         self.live.iter().find(|(o, _)| *o == offer).map_or(0, |(_, n)| *n)
+    }
+
+    /// The card's clock: the newest day (see [`day_of`]) of its processed
+    /// events, from which retention counts.
+    pub fn clock(&self) -> Option<i32> {
+        self.clock
+    }
+
+    /// Starts applying a processed event (R2 judged, the event valid):
+    /// remembers its id and stamps what it names with the card's clock
+    /// moved to this event's day. What the event looks up is judged by the
+    /// clock before it, up to [`CardState::end_event`].
+    #[inline]
+    pub fn begin_event(&mut self, event_id: &str, at: chrono::DateTime<chrono::FixedOffset>) {
+        let day = self.clock.map_or(day_of(at), |c| c.max(day_of(at)));
+        self.seen.insert_on(event_id, day);
+        self.transactions.begin(day);
+        self.clock = Some(day);
+    }
+
+    /// Ends the event [`CardState::begin_event`] started: with a retention,
+    /// ids and closed transactions more than the retention's days older
+    /// than the clock are forgotten.
+    #[inline]
+    pub fn end_event(&mut self) {
+        let (Some(clock), days) = (self.clock, self.retention_days) else { return };
+        if days == 0 {
+            return;
+        }
+        let days = i32::try_from(days).unwrap_or(i32::MAX);
+        let cutoff = clock.saturating_sub(days);
+        self.seen.forget_before(cutoff);
+        self.transactions.end(cutoff, (days / 8).max(1));
+    }
+
+    /// Bytes of memory the state holds beyond its own size, for sizing.
+    pub fn heap_bytes(&self) -> usize {
+        self.seen.heap_bytes()
+            + self.activations.heap_bytes()
+            + self.transactions.heap_bytes()
+            + self.live.capacity() * std::mem::size_of::<(OfferIdx, u32)>()
     }
 }
 
@@ -203,53 +708,13 @@ pub(crate) fn bump_live(live: &mut Vec<(OfferIdx, u32)>, offer: OfferIdx, up: bo
     }
 }
 
-/// A card token as a table key: tokens up to 23 bytes (the common case)
-/// are stored inline, so comparing a key during a look-up reads the table
-/// entry itself instead of a separate heap string.
-#[derive(Clone)]
-enum TokenKey {
-    Inline { len: u8, bytes: [u8; 23] },
-    Heap(Box<str>),
-}
-
-impl TokenKey {
-    fn new(token: &str) -> Self {
-        let b = token.as_bytes();
-        if b.len() <= 23 {
-            let mut bytes = [0u8; 23];
-            bytes[..b.len()].copy_from_slice(b);
-            TokenKey::Inline { len: b.len() as u8, bytes }
-        } else {
-            TokenKey::Heap(Box::from(token))
-        }
-    }
-
-    #[inline]
-    fn as_bytes(&self) -> &[u8] {
-        match self {
-            TokenKey::Inline { len, bytes } => &bytes[..*len as usize],
-            TokenKey::Heap(s) => s.as_bytes(),
-        }
-    }
-
-    fn as_str(&self) -> &str {
-        std::str::from_utf8(self.as_bytes()).expect("made from a str")
-    }
-}
-
-#[inline]
-fn token_hash(token: &[u8]) -> u64 {
-    use std::hash::BuildHasher;
-    rustc_hash::FxBuildHasher.hash_one(token)
-}
-
 /// Every card's state, by card token.
 #[derive(Clone, Default)]
 pub struct CardStore {
-    // States are boxed so the table stays dense (a key and a pointer an
-    // entry): the look-up per event touches one table line, and growing the
-    // table moves pointers rather than whole states.
-    cards: hashbrown::HashTable<(TokenKey, Box<CardState>)>,
+    // States are held in the table itself: the look-up each event starts
+    // with lands on the state it needs.
+    cards: hashbrown::HashTable<(InlineKey, CardState)>,
+    retention_days: u32,
 }
 
 impl std::fmt::Debug for CardStore {
@@ -259,30 +724,45 @@ impl std::fmt::Debug for CardStore {
 }
 
 impl CardStore {
+    /// An empty store whose cards remember for `retention` (see
+    /// [`Retention`]).
+    pub fn with_retention(retention: Retention) -> Self {
+        CardStore { retention_days: retention.map_or(0, |d| d.get()), ..CardStore::default() }
+    }
+
+    /// How long this store's cards remember.
+    pub fn retention(&self) -> Retention {
+        std::num::NonZeroU32::new(self.retention_days)
+    }
+
     /// The state of a card, if it has any.
     #[inline]
     pub fn get(&self, token: &str) -> Option<&CardState> {
         let t = token.as_bytes();
-        self.cards.find(token_hash(t), |(k, _)| k.as_bytes() == t).map(|(_, c)| &**c)
+        self.cards.find(hash_bytes(t), |(k, _)| k.as_bytes() == t).map(|(_, c)| c)
     }
 
     /// The state of a card, for change.
     #[inline]
     pub fn get_mut(&mut self, token: &str) -> Option<&mut CardState> {
         let t = token.as_bytes();
-        self.cards.find_mut(token_hash(t), |(k, _)| k.as_bytes() == t).map(|(_, c)| &mut **c)
+        self.cards.find_mut(hash_bytes(t), |(k, _)| k.as_bytes() == t).map(|(_, c)| c)
     }
 
     /// The state of a card, created empty when new.
     pub fn get_or_insert(&mut self, token: &str) -> &mut CardState {
         let t = token.as_bytes();
-        let entry = self.cards.entry(token_hash(t), |(k, _)| k.as_bytes() == t, |(k, _)| token_hash(k.as_bytes()));
-        &mut entry.or_insert_with(|| (TokenKey::new(token), Box::default())).into_mut().1
+        let retention_days = self.retention_days;
+        let entry = self.cards.entry(hash_bytes(t), |(k, _)| k.as_bytes() == t, |(k, _)| hash_bytes(k.as_bytes()));
+        &mut entry
+            .or_insert_with(|| (InlineKey::new(token), CardState { retention_days, ..CardState::default() }))
+            .into_mut()
+            .1
     }
 
     /// Every card, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &CardState)> {
-        self.cards.iter().map(|(k, v)| (k.as_str(), &**v))
+        self.cards.iter().map(|(k, v)| (k.as_str(), v))
     }
 
     /// Number of cards with state.
@@ -295,18 +775,31 @@ impl CardStore {
         self.cards.is_empty()
     }
 
-    /// Puts a card's state in place (restoring from a snapshot).
-    pub fn insert(&mut self, token: &str, state: CardState) {
+    /// Puts a card's state in place (restoring from a snapshot); it keeps
+    /// this store's retention.
+    pub fn insert(&mut self, token: &str, mut state: CardState) {
+        state.retention_days = self.retention_days;
         *self.get_or_insert(token) = state;
     }
 
     /// Removes a card's state (a partition moving away).
     pub fn remove(&mut self, token: &str) -> Option<CardState> {
         let t = token.as_bytes();
-        match self.cards.find_entry(token_hash(t), |(k, _)| k.as_bytes() == t) {
-            Ok(entry) => Some(*entry.remove().0.1),
+        match self.cards.find_entry(hash_bytes(t), |(k, _)| k.as_bytes() == t) {
+            Ok(entry) => Some(entry.remove().0.1),
             Err(_) => None,
         }
+    }
+
+    /// Bytes of memory the store holds, for sizing: the table and every
+    /// card's own allocations.
+    pub fn heap_bytes(&self) -> usize {
+        self.cards.capacity() * (std::mem::size_of::<(InlineKey, CardState)>() + 1)
+            + self
+                .cards
+                .iter()
+                .map(|(k, c)| c.heap_bytes() + if let InlineKey::Heap(s) = k { s.len() } else { 0 })
+                .sum::<usize>()
     }
 }
 

@@ -41,12 +41,18 @@ fn r1_validation() {
         // The identifiers written back out get the PAN rule too (docs/decisions.md).
         (with(auth("e1", "t1", "10.00"), json!({"event_id": "4111111111111111"})), Some("PAN_DETECTED")),
         (with(auth("e1", "t1", "10.00"), json!({"transaction_id": "5555555555554444"})), Some("PAN_DETECTED")),
-        (with(auth("e1", "t1", "10.00"), json!({"transaction_id": "4222222222222", "kind": "X"})), Some("PAN_DETECTED")),
+        (
+            with(auth("e1", "t1", "10.00"), json!({"transaction_id": "4222222222222", "kind": "X"})),
+            Some("PAN_DETECTED"),
+        ),
         (
             json!({"event_id": "e1", "kind": "ACTIVATION", "card_token": "c1", "offer_id": "378282246310005",
                    "occurred_at": "2026-05-04T12:30:00Z"}),
             Some("PAN_DETECTED"),
         ),
+        (auth("e1", "t1", "4222222222222.00"), Some("PAN_DETECTED")),
+        (auth("e1", "t1", "4111111111111111"), Some("PAN_DETECTED")),
+        (auth("e1", "t1", "4222222222223.00"), None),
         (with(auth("e1", "t1", "10.00"), json!({"transaction_id": "4111111111111112"})), None),
         (with(auth("e1", "t1", "10.00"), json!({"merchant": {"mid": "4111111111111111", "mcc": "5812"}})), None),
         // 16 digits failing Luhn, or 12 digits: a token, not a PAN.

@@ -38,19 +38,18 @@ use cardlink_core::book::OfferIdx;
 use cardlink_core::{Applied, CardStore, Counters, OfferBook, RewardUpdate, apply_with, validate};
 use cardlink_observe::metrics as observe;
 use cardlink_wire::{decode_card_event, decode_json_event};
+use prost::Message as _;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
-use prost::Message as _;
 use rust_decimal::{Decimal, RoundingStrategy};
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::budget::{
-    BudgetOp, BudgetRecord, Grant, Leases, Need, PartBudget, PartitionBudgets, Releasing, claim_record,
-    release_record,
+    BudgetOp, BudgetRecord, Grant, Leases, Need, PartBudget, PartitionBudgets, Releasing, claim_record, release_record,
 };
 
 use crate::codec::{
@@ -221,7 +220,7 @@ impl ClientContext for Ctx {
         let topic = &core.config.topics.events;
         if let Some(t) = statistics.topics.get(topic) {
             let held = t.partitions.values().filter(|p| p.partition >= 0 && p.desired);
-            core.stats.observed.set_lag(topic, held.map(|p| (p.partition, p.consumer_lag)));
+            core.stats.observed.set_lag(topic, held.map(|p| (p.partition, lag(p))));
         }
     }
 }
@@ -379,6 +378,20 @@ fn main_loop(consumer: &Consumer_, config: &Config, stop: &AtomicBool) -> Result
         }
     }
     Ok(())
+}
+
+/// Records from a partition's position to its last stable offset. The
+/// statistics' own `consumer_lag` counts from the consumer's committed
+/// offset, which transactional commits (made by the producer) never
+/// update; the position is the next record the loop reads, else the
+/// committed offset, else the start.
+fn lag(p: &rdkafka::statistics::Partition) -> i64 {
+    let end = if p.ls_offset >= 0 { p.ls_offset } else { p.hi_offset };
+    let position = [p.app_offset, p.committed_offset].into_iter().filter(|o| *o >= 0).max();
+    match position.or((p.lo_offset >= 0).then_some(p.lo_offset)) {
+        Some(at) if end >= 0 => (end - at).max(0),
+        _ => -1,
+    }
 }
 
 /// Consumer errors are mostly informational (a broker went away and

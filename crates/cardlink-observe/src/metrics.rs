@@ -99,14 +99,13 @@ impl Handles {
         let kinds = EventKind::ALL.map(EventKind::as_str);
         Handles {
             enabled: true,
-            events: std::array::from_fn(|i| {
-                metrics::counter!(EVENTS_TOTAL, "kind" => kinds.get(i).copied().unwrap_or(INVALID_KIND))
-            }),
+            events: std::array::from_fn(
+                |i| metrics::counter!(EVENTS_TOTAL, "kind" => kinds.get(i).copied().unwrap_or(INVALID_KIND)),
+            ),
             rejects: RejectReason::ALL.map(|r| metrics::counter!(REJECTS_TOTAL, "reason" => r.as_str())),
             duplicates: metrics::counter!(DUPLICATES_TOTAL),
-            rewards: STATUSES.map(|s| {
-                REWARD_KINDS.map(|k| metrics::counter!(REWARDS_TOTAL, "status" => s.as_str(), "kind" => k))
-            }),
+            rewards: STATUSES
+                .map(|s| REWARD_KINDS.map(|k| metrics::counter!(REWARDS_TOTAL, "status" => s.as_str(), "kind" => k))),
             points: metrics::counter!(POINTS_ISSUED_TOTAL),
             cash: Mutex::new(Vec::new()),
             match_seconds: metrics::histogram!(MATCH_SECONDS),

@@ -123,9 +123,7 @@ impl Query {
             Ask::Offers => Answer::Offers(book.slots().map(|(_, s)| offer_view(s)).collect()),
             Ask::Offer(id) => Answer::Offer(book.find(id).map(|i| offer_view(book.slot(i)))),
             Ask::Card(token) => Answer::Card(
-                stores
-                    .into_iter()
-                    .find_map(|(p, store)| store.get(token).map(|c| card_view(book, token, p, c))),
+                stores.into_iter().find_map(|(p, store)| store.get(token).map(|c| card_view(book, token, p, c))),
             ),
         };
         (self.reply)(answer);
@@ -211,8 +209,7 @@ pub fn offer_to_json(o: &Offer) -> Value {
         m.insert("merchant".into(), Value::Object(merchant));
     }
     if o.networks != 0 {
-        let names: Vec<&str> =
-            Network::ALL.iter().filter(|n| o.networks & n.bit() != 0).map(|n| n.as_str()).collect();
+        let names: Vec<&str> = Network::ALL.iter().filter(|n| o.networks & n.bit() != 0).map(|n| n.as_str()).collect();
         m.insert("networks".into(), json!(names));
     }
     if !o.min_spend.is_zero() {
@@ -284,8 +281,9 @@ mod tests {
 
     #[test]
     fn cards_and_offers_are_answered_from_the_stores() {
-        let offer = parse_offer(&json!({"id": "o1", "currency": "USD", "reward": {"percent": "10"}, "budget": "100.00"}))
-            .unwrap();
+        let offer =
+            parse_offer(&json!({"id": "o1", "currency": "USD", "reward": {"percent": "10"}, "budget": "100.00"}))
+                .unwrap();
         let mut book = OfferBook::new([offer]);
         let mut store = CardStore::default();
         let raw = br#"{"event_id":"e1","card_token":"tok_1","kind":"AUTHORIZATION","occurred_at":"2026-05-04T10:00:00Z","network":"VISA","transaction_id":"t1","amount":"40.00","currency":"USD","merchant":{"mid":"M1","mcc":"5812","country":"US"}}"#;

@@ -276,7 +276,8 @@ pub fn dead_letter(rejection: &Rejection, raw: Option<&RawEvent<'_>>, record: &[
 /// more, so no 13–19 digit Luhn-valid number can leave through it.
 pub fn write_dead_letter_json(d: &pb::DeadLetter, out: &mut Vec<u8>) {
     let text = |s: &str| Value::String(pan::mask_pans(&printable(s)).into_owned());
-    let mut v = json!({"reason": d.reason, "detail": text(&d.detail), "source": text(&d.source), "record": text(&d.record)});
+    let mut v =
+        json!({"reason": d.reason, "detail": text(&d.detail), "source": text(&d.source), "record": text(&d.record)});
     for (k, f) in [("field", &d.field), ("event_id", &d.event_id), ("card_token", &d.card_token)] {
         if let Some(f) = f {
             v[k] = text(f);

@@ -32,10 +32,8 @@ pub fn set_format(format: LogFormat) {
 /// Installs the subscriber once; later calls do nothing.
 pub fn init() {
     let directive = std::env::var("CARDLINK_LOG").ok().filter(|v| !v.trim().is_empty());
-    let filter = directive
-        .as_deref()
-        .and_then(|d| EnvFilter::try_new(d).ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
+    let filter =
+        directive.as_deref().and_then(|d| EnvFilter::try_new(d).ok()).unwrap_or_else(|| EnvFilter::new("info"));
     let json = match FORMAT.get().copied().unwrap_or_default() {
         LogFormat::Json => true,
         LogFormat::Human => false,

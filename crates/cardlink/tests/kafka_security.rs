@@ -9,8 +9,9 @@
 //! - a wrong password, and a CA that did not sign the broker, each end
 //!   the command within seconds with exit code 2 and librdkafka's reason;
 //! - no secret (SASL password, admin token, secret-looking pass-through
-//!   option, the wrong password) appears in any log, at trace level, while
-//!   the configuration dump that is logged shows `<redacted>` instead.
+//!   option, the wrong password) appears in any log, at trace level, nor in
+//!   any page of the admin server, while the configuration dump that is
+//!   logged shows `<redacted>` instead.
 //!
 //! Skipped, with the reason printed, when the broker cannot start (no Java,
 //! no jars, a taken port), unless scripts/test runs it (its
@@ -30,6 +31,20 @@ use support::{LocalKafka, cardlink, must_succeed};
 const PLAIN_PORT: u16 = 45092;
 const CONTROLLER_PORT: u16 = 45192;
 const SECURE_PORT: u16 = 45199;
+/// The admin server of the test's `cardlink run`.
+const ADMIN: &str = "127.0.0.1:45195";
+
+/// A plain HTTP/1.0 GET: status code and body.
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, text)
+}
 
 /// Runs a command that must fail by itself within `bound`; returns its
 /// exit code and stderr. A command still running after `bound` hangs.
@@ -144,7 +159,8 @@ fn tls_and_scram_end_to_end() {
     assert!(publish.status().unwrap().success(), "offers publish over SASL_SSL failed (publish.log)");
     let mut produce = secure(&["simulate", "--kafka", "--count", "3000", "--seed", "31"], "feed.log");
     assert!(produce.status().unwrap().success(), "simulate --kafka over SASL_SSL failed (feed.log)");
-    let mut run = secure(&["run"], "run.log").stdout(Stdio::null()).spawn().unwrap();
+    let mut run =
+        secure(&["run"], "run.log").env("CARDLINK_ADMIN_LISTEN", ADMIN).stdout(Stdio::null()).spawn().unwrap();
     let started = Instant::now();
     loop {
         if let Some(status) = run.try_wait().unwrap() {
@@ -158,6 +174,14 @@ fn tls_and_scram_end_to_end() {
         }
         assert!(started.elapsed() < Duration::from_secs(180), "not caught up after 180 s (run.log)");
         std::thread::sleep(Duration::from_millis(500));
+    }
+    // Nor in anything the admin server shows.
+    for path in ["/", "/healthz", "/readyz", "/metrics", "/openapi.json", "/v1/offers"] {
+        let (status, body) = http_get(ADMIN, path);
+        assert_eq!(status, 200, "GET {path}: {body}");
+        for secret in [password.as_str(), option_secret, admin_token] {
+            assert!(!body.contains(secret), "GET {path} shows a secret");
+        }
     }
     unsafe { libc::kill(run.id() as i32, libc::SIGTERM) };
     assert!(run.wait().unwrap().success(), "cardlink run did not stop cleanly (run.log)");
