@@ -10,6 +10,8 @@ use cardlink_core::{
     RewardUpdate, reward_value,
 };
 use chrono::{DateTime, Datelike, FixedOffset, Timelike, Utc};
+use std::hash::BuildHasher;
+
 use rust_decimal::Decimal;
 use rustc_hash::FxHashMap;
 
@@ -79,8 +81,9 @@ pub(crate) struct MerchantInfo {
 /// on the offers, so one table serves all scenarios.
 #[derive(Default)]
 pub(crate) struct Shared {
-    /// By [`tx_key`].
-    pub attrs: hashbrown::HashMap<Box<[u8]>, Attr>,
+    /// By [`tx_key`], hashed once per look-up with `hasher`.
+    attrs: hashbrown::HashTable<(Box<[u8]>, Attr)>,
+    hasher: hashbrown::DefaultHashBuilder,
     pub merchants: Vec<MerchantInfo>,
     merchant_ix: FxHashMap<Box<str>, u32>,
     key: Vec<u8>,
@@ -101,28 +104,30 @@ impl Shared {
     fn remember(&mut self, card_token: &str, ctx: &Ctx<'_>) {
         let Some(p) = ctx.purchase else { return };
         tx_key(&mut self.key, card_token, p.transaction_id);
-        if self.attrs.contains_key(&self.key[..]) {
-            return;
+        let Shared { attrs, hasher, merchants, merchant_ix, key } = self;
+        let hash = hasher.hash_one(&key[..]);
+        let entry = attrs.entry(hash, |(k, _)| **k == key[..], |(k, _)| hasher.hash_one(&k[..]));
+        if let hashbrown::hash_table::Entry::Vacant(slot) = entry {
+            let merchant = match merchant_ix.get(p.merchant.mid) {
+                Some(&m) => m,
+                None => {
+                    let m = u32::try_from(merchants.len()).expect("fewer than 2^32 merchants");
+                    merchants.push(MerchantInfo { mid: p.merchant.mid.into(), name: ctx.merchant_name.map(Box::from) });
+                    merchant_ix.insert(p.merchant.mid.into(), m);
+                    m
+                }
+            };
+            let network = Network::ALL.iter().position(|n| *n == p.network).expect("listed") as u8;
+            let attr = Attr { merchant, network, hour: ctx.hour, weekday: ctx.weekday, amount: p.money.amount };
+            slot.insert((Box::from(&key[..]), attr));
         }
-        let merchant = match self.merchant_ix.get(p.merchant.mid) {
-            Some(&m) => m,
-            None => {
-                let m = u32::try_from(self.merchants.len()).expect("fewer than 2^32 merchants");
-                self.merchants
-                    .push(MerchantInfo { mid: p.merchant.mid.into(), name: ctx.merchant_name.map(Box::from) });
-                self.merchant_ix.insert(p.merchant.mid.into(), m);
-                m
-            }
-        };
-        let network = Network::ALL.iter().position(|n| *n == p.network).expect("listed") as u8;
-        let attr = Attr { merchant, network, hour: ctx.hour, weekday: ctx.weekday, amount: p.money.amount };
-        self.attrs.insert(Box::from(&self.key[..]), attr);
     }
 
     /// The purchase of a transaction, if some scenario rewarded it.
     pub fn attr(&mut self, card_token: &str, transaction_id: &str) -> Option<Attr> {
         tx_key(&mut self.key, card_token, transaction_id);
-        self.attrs.get(&self.key[..]).copied()
+        let key = &self.key[..];
+        self.attrs.find(self.hasher.hash_one(key), |(k, _)| **k == *key).map(|(_, a)| *a)
     }
 }
 
@@ -196,6 +201,10 @@ pub(crate) struct Run {
     /// without authorization).
     pub opened: bool,
     offer_ix: FxHashMap<Box<str>, u32>,
+    /// The same, keyed by the address of the id in the book, which is what
+    /// a reward record's `offer_id` points at: a look-up per record without
+    /// hashing the id.
+    offer_at: FxHashMap<usize, u32>,
     budgets: Vec<Option<Decimal>>,
     /// Scratch, per event: offers rewarded and offers with a budget touched.
     created: Vec<u32>,
@@ -209,15 +218,19 @@ impl Run {
         let n = book.slots().count();
         let offer_ix = book.slots().map(|(i, s)| (s.offer.id.clone(), i.0)).collect();
         let budgets = book.slots().map(|(_, s)| s.offer.budget).collect();
+        let engine = Engine::new(book);
+        // Ids are boxed: moving the book into the engine does not move them.
+        let offer_at = engine.book.slots().map(|(i, s)| (s.offer.id.as_ptr() as usize, i.0)).collect();
         Run {
             name,
             source,
-            engine: Engine::new(book),
+            engine,
             flows: vec![OfferFlow::default(); n],
             short: vec![Shortfall::default(); n],
             competition: Competition { contested: vec![0; n], won: vec![0; n], ..Competition::default() },
             opened: false,
             offer_ix,
+            offer_at,
             budgets,
             created: Vec::new(),
             touched: Vec::new(),
@@ -235,10 +248,13 @@ impl Run {
         self.opened = prediction.is_some();
         self.created.clear();
         self.touched.clear();
-        let Run { engine, flows, short, offer_ix, budgets, created, touched, .. } = self;
+        let Run { engine, flows, short, offer_ix, offer_at, budgets, created, touched, .. } = self;
         let mut watch = Watch { short, at: ctx.at };
         let mut sink = |u: &RewardUpdate<'_>| {
-            let o = *offer_ix.get(u.offer_id).expect("the book's own offer");
+            let o = match offer_at.get(&(u.offer_id.as_ptr() as usize)) {
+                Some(&o) => o,
+                None => *offer_ix.get(u.offer_id).expect("the book's own offer"),
+            };
             let f = &mut flows[o as usize];
             let d = f.days.at(ctx.day);
             // What moved the money follows from the event's kind (R8–R11);
