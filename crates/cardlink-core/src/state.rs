@@ -485,34 +485,35 @@ impl TxMap {
         }
     }
 
-    /// Number of remembered transactions.
+    /// Number of transactions held. With a retention, forgotten ones are
+    /// held until the next sweep (look-ups no longer find them); a reward
+    /// is always either on a held transaction or in [`TxMap::archived`].
     pub fn len(&self) -> usize {
-        self.table.iter().filter(|e| !e.expired(self.cutoff)).count()
+        self.table.len()
     }
 
-    /// True when no transaction is remembered.
+    /// True when no transaction is held.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.table.is_empty()
     }
 
-    /// Every remembered transaction with its id, in no particular order.
+    /// Every held transaction with its id, in no particular order (see
+    /// [`TxMap::len`]): summing their live rewards and the archived ones
+    /// counts every live reward of the card once.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Transaction)> {
-        self.table.iter().filter(|e| !e.expired(self.cutoff)).map(|e| (e.key.as_str(), &e.tx))
+        self.table.iter().map(|e| (e.key.as_str(), &e.tx))
     }
 
-    /// Every remembered transaction with its id, the day it was last named
+    /// Every held transaction with its id, the day it was last named
     /// (`None` before the card's first event after a restore) and whether
     /// it was reversed: what a snapshot needs for [`TxMap::insert_on`].
     pub fn iter_with_days(&self) -> impl Iterator<Item = (&str, &Transaction, Option<i32>, bool)> {
-        self.table
-            .iter()
-            .filter(|e| !e.expired(self.cutoff))
-            .map(|e| (e.key.as_str(), &e.tx, (e.day != UNSTAMPED).then_some(e.day), e.reversed))
+        self.table.iter().map(|e| (e.key.as_str(), &e.tx, (e.day != UNSTAMPED).then_some(e.day), e.reversed))
     }
 
-    /// Every remembered transaction.
+    /// Every held transaction.
     pub fn values(&self) -> impl Iterator<Item = &Transaction> {
-        self.iter().map(|(_, t)| t)
+        self.table.iter().map(|e| &e.tx)
     }
 
     /// The live rewards of forgotten transactions, per offer. They count
@@ -607,8 +608,11 @@ impl std::ops::Index<&str> for TxMap {
 
 impl PartialEq for TxMap {
     fn eq(&self, other: &Self) -> bool {
-        self.len() == other.len()
-            && self.iter().all(|(id, t)| other.get(id) == Some(t))
+        // Equal when they remember the same transactions and hold the same
+        // archived rewards.
+        let remembered = |m: &TxMap| m.table.iter().filter(|e| !e.expired(m.cutoff)).count();
+        remembered(self) == remembered(other)
+            && self.table.iter().filter(|e| !e.expired(self.cutoff)).all(|e| other.get(e.key.as_str()) == Some(&e.tx))
             && self.archived.len() == other.archived.len()
             && self.archived.iter().all(|a| other.archived.contains(a))
     }
@@ -820,6 +824,39 @@ mod tests {
         let copy: IdSet = seen.iter().collect();
         assert_eq!(copy, seen);
         assert_ne!(copy, IdSet::default());
+    }
+
+    #[test]
+    fn ids_are_forgotten_by_day_and_memory_is_given_back() {
+        let mut seen = IdSet::default();
+        // Restored ids (no day) count from the first day given after them.
+        seen.extend(["r1", "r2"]);
+        for day in 10..20 {
+            for i in 0..100 {
+                assert!(seen.insert_on(&format!("d{day}-{i}"), day));
+            }
+        }
+        assert!(!seen.insert_on("d12-5", 19));
+        assert_eq!(seen.len(), 1002);
+        let days: Vec<(String, Option<i32>)> = seen
+            .iter_with_days()
+            .filter(|(id, _)| id.ends_with("-0") || id.starts_with('r'))
+            .map(|(i, d)| (i.to_owned(), d))
+            .collect();
+        assert_eq!(days[..3], [("r1".into(), Some(10)), ("r2".into(), Some(10)), ("d10-0".into(), Some(10))]);
+        seen.forget_before(11);
+        assert!(!seen.contains("r1") && !seen.contains("d10-99") && seen.contains("d11-0"));
+        assert_eq!(seen.len(), 900);
+        let before = seen.heap_bytes();
+        seen.forget_before(16);
+        assert_eq!(seen.len(), 400);
+        assert!(seen.heap_bytes() < before / 2, "{} of {before}", seen.heap_bytes());
+        assert!(!seen.contains("d15-3") && seen.contains("d16-3") && seen.contains("d19-99"));
+        // A forgotten id is new again, and counts from its new day.
+        assert!(seen.insert_on("d10-5", 19) && seen.contains("d10-5"));
+        seen.forget_before(20);
+        assert!(seen.is_empty() && !seen.contains("d10-5"));
+        assert!(seen.insert_on("x", 25) && seen.len() == 1);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 mod framing;
+mod parallel;
 mod summary;
 
 use std::io::{self, BufRead, Write};
@@ -78,6 +79,12 @@ impl Replayer {
             Err(rejection) => self.malformed(&rejection, record, source),
         }
         observe::matched(timer);
+        self.flush_full()
+    }
+
+    /// Writes out a buffer that has filled up.
+    #[inline]
+    fn flush_full(&mut self) -> io::Result<()> {
         if self.reward_buf.len() >= FLUSH_AT {
             self.flush_rewards()?;
         }
@@ -125,33 +132,19 @@ impl Replayer {
 
     /// Replays every record of `input`, calling `progress` now and then with
     /// the number of records read so far.
+    ///
+    /// Records are read, decoded and validated on a second thread while
+    /// this one applies them in file order and writes the outputs: the
+    /// result is exactly that of [`Replayer::feed`] on each record in turn.
     pub fn run(
         &mut self,
         format: Format,
-        input: impl BufRead,
+        input: impl BufRead + Send,
         source_name: &str,
-        mut progress: impl FnMut(u64),
+        progress: impl FnMut(u64),
     ) -> io::Result<()> {
-        let mut reader = RecordReader::new(input, format);
-        let mut n = 0u64;
-        while let Some(frame) = reader.next_record()? {
-            n += 1;
-            match frame {
-                Frame::Record { bytes, position } => {
-                    self.feed(format, bytes, || format!("{source_name}:{position}"))?;
-                }
-                Frame::Broken { bytes, position, why } => {
-                    self.malformed(&cardlink_core::Rejection::malformed(why), &bytes, || {
-                        format!("{source_name}:{position}")
-                    });
-                }
-            }
-            if n % 65_536 == 0 {
-                progress(n);
-            }
-        }
-        progress(n);
-        Ok(())
+        let dead_letters = self.dead_letters.is_some();
+        parallel::run(format, input, source_name, dead_letters, &mut Applier { replayer: self, source_name, progress })
     }
 
     /// Writes out what is buffered and returns the ledger and the summary.
@@ -164,6 +157,68 @@ impl Replayer {
         let ledger = Ledger::build(&self.engine.book, [&self.engine.cards], &self.engine.counters);
         let summary = Summary::new(&self.engine, &ledger, self.tally);
         Ok((ledger, summary))
+    }
+}
+
+/// The engine's side of [`Replayer::run`].
+struct Applier<'r, P> {
+    replayer: &'r mut Replayer,
+    source_name: &'r str,
+    progress: P,
+}
+
+impl<P: FnMut(u64)> parallel::Apply for Applier<'_, P> {
+    fn event(
+        &mut self,
+        event: &cardlink_core::CardEvent<'_>,
+        record: &[u8],
+        position: u64,
+        format: Format,
+    ) -> io::Result<()> {
+        let r = &mut *self.replayer;
+        let write_rewards = r.rewards.is_some();
+        let buf = &mut r.reward_buf;
+        let tally = &mut r.tally;
+        let mut sink = |u: &RewardUpdate<'_>| {
+            tally.count(u);
+            observe::reward(u);
+            if write_rewards {
+                cardlink_wire::write_reward_json(u, buf);
+            }
+        };
+        let timer = observe::match_timer();
+        let outcome = r.engine.apply(event, &mut sink);
+        if observe::enabled() {
+            match &outcome {
+                Outcome::Processed => observe::event_processed(event.kind()),
+                Outcome::Duplicate => observe::event_duplicate(event.kind()),
+                Outcome::Rejected(rejection) => observe::event_rejected(rejection.reason),
+            }
+        }
+        if let Outcome::Rejected(rejection) = &outcome {
+            // Rare (a currency mismatch): the raw event is decoded again
+            // for its dead letter.
+            let raw = match format {
+                Format::Json => decode_json_event(record),
+                Format::Protobuf => decode_card_event(record),
+            };
+            let source_name = self.source_name;
+            r.dead_letter(rejection, raw.as_ref().ok(), record, || format!("{source_name}:{position}"));
+        }
+        observe::matched(timer);
+        r.flush_full()
+    }
+
+    fn rejected(&mut self, reason: cardlink_core::RejectReason, dead_letter: &[u8]) -> io::Result<()> {
+        let r = &mut *self.replayer;
+        r.engine.counters.count_rejection(reason);
+        observe::event_rejected(reason);
+        r.dead_buf.extend_from_slice(dead_letter);
+        r.flush_full()
+    }
+
+    fn progress(&mut self, n: u64) {
+        (self.progress)(n)
     }
 }
 

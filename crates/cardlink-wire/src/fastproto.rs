@@ -23,7 +23,20 @@ struct Reader<'a> {
 type Fail = &'static str;
 
 impl<'a> Reader<'a> {
+    #[inline]
     fn varint(&mut self) -> Result<u64, Fail> {
+        // Tags and string lengths of events take one byte.
+        match self.buf.get(self.pos) {
+            Some(&b) if b < 0x80 => {
+                self.pos += 1;
+                Ok(u64::from(b))
+            }
+            _ => self.varint_long(),
+        }
+    }
+
+    #[cold]
+    fn varint_long(&mut self) -> Result<u64, Fail> {
         let mut value = 0u64;
         for i in 0..10 {
             let Some(&b) = self.buf.get(self.pos) else { return Err("buffer underflow") };
@@ -40,6 +53,7 @@ impl<'a> Reader<'a> {
         Err("invalid varint")
     }
 
+    #[inline]
     fn bytes(&mut self) -> Result<&'a [u8], Fail> {
         let len = self.varint()?;
         let len = usize::try_from(len).map_err(|_| "buffer underflow")?;
@@ -95,6 +109,7 @@ impl<'a> Reader<'a> {
         }
     }
 
+    #[inline]
     fn key(&mut self) -> Result<(u64, u64), Fail> {
         let key = self.varint()?;
         if key > u64::from(u32::MAX) {
@@ -155,6 +170,7 @@ fn merchant<'a>(bytes: &'a [u8], ascii: bool, m: &mut RawMerchant<'a>) -> Result
 }
 
 /// Decodes one `CardEvent`, borrowing its strings from `bytes`.
+#[inline]
 pub fn decode_card_event(bytes: &[u8]) -> Result<RawEvent<'_>, Rejection> {
     // The same limit as every other decoder: the pipeline calls this one on
     // Kafka records, which no framing has measured.
@@ -168,11 +184,11 @@ pub fn decode_card_event(bytes: &[u8]) -> Result<RawEvent<'_>, Rejection> {
     decode(bytes).map_err(|why| Rejection::malformed(format!("not a protobuf CardEvent: {why}")))
 }
 
+#[inline]
 fn decode(bytes: &[u8]) -> Result<RawEvent<'_>, Fail> {
     let mut e = RawEvent::default();
     // The enum fields are proto3 implicit-presence: absent means 0.
     let (mut kind, mut network) = (0i32, 0i32);
-    let mut merchant_fields: Option<RawMerchant<'_>> = None;
     let mut r = Reader { buf: bytes, pos: 0, ascii: bytes.is_ascii() };
     while r.pos < r.buf.len() {
         let (field, wt) = r.key()?;
@@ -186,7 +202,12 @@ fn decode(bytes: &[u8]) -> Result<RawEvent<'_>, Fail> {
             9 => {
                 expect(wt, 2)?;
                 let body = r.bytes()?;
-                merchant(body, r.ascii, merchant_fields.get_or_insert_with(RawMerchant::default))?;
+                // Repeated merchant fields merge, as prost merges them.
+                if !matches!(e.merchant, MerchantField::Object(_)) {
+                    e.merchant = MerchantField::Object(RawMerchant::default());
+                }
+                let MerchantField::Object(m) = &mut e.merchant else { unreachable!("set just above") };
+                merchant(body, r.ascii, m)?;
             }
             1 | 3 | 4 | 6 | 7 | 8 | 10 => {
                 expect(wt, 2)?;
@@ -206,6 +227,5 @@ fn decode(bytes: &[u8]) -> Result<RawEvent<'_>, Fail> {
     }
     e.kind = kind_field(kind);
     e.network = network_field(network);
-    e.merchant = merchant_fields.map_or(MerchantField::Absent, MerchantField::Object);
     Ok(e)
 }
