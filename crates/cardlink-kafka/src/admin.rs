@@ -154,6 +154,7 @@ pub fn ensure_topics(config: &Config) -> Result<Layout, Error> {
         c
     };
     let budget_topic = config.budget_topic();
+    let state_max_bytes = (crate::pipeline::MAX_STATE_BYTES + 64 * 1024).to_string();
     let specs = [
         Spec { name: &t.events, partitions: events_partitions, configs: with(&[]) },
         Spec { name: &t.offers, partitions: t.offers_partitions, configs: with(&[("cleanup.policy", "compact")]) },
@@ -164,7 +165,11 @@ pub fn ensure_topics(config: &Config) -> Result<Layout, Error> {
         Spec {
             name: &t.state,
             partitions: events_partitions,
-            configs: with(&[("cleanup.policy", "compact"), ("segment.bytes", "67108864")]),
+            configs: with(&[
+                ("cleanup.policy", "compact"),
+                ("segment.bytes", "67108864"),
+                ("max.message.bytes", &state_max_bytes),
+            ]),
         },
         // The budget-lease log is folded whole by every instance: one
         // partition (one order) and never deleted. Claims are rare.

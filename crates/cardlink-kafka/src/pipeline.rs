@@ -117,6 +117,10 @@ const RESTORE_IDLE: Duration = Duration::from_secs(60);
 /// must not wait on the very thread that would serve them.
 type TxProducer = ThreadedProducer<DefaultProducerContext>;
 
+/// Largest changelog record (one card's state); the state topic is created
+/// to accept it.
+pub const MAX_STATE_BYTES: usize = 16 * 1024 * 1024;
+
 /// How often the loop reads the budget log and answers drains.
 const BUDGET_EVERY: Duration = Duration::from_millis(5);
 
@@ -440,6 +444,8 @@ fn transactional_producer(config: &Config, stop: &AtomicBool) -> Result<TxProduc
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
         .set("batch.size", "1000000")
+        // A card's state is one changelog record: allow large ones.
+        .set("message.max.bytes", (MAX_STATE_BYTES + 64 * 1024).to_string())
         .set("queue.buffering.max.messages", "1000000")
         .set("queue.buffering.max.kbytes", "1048576")
         // Failed deliveries fail the commit; successful ones need no report.
@@ -661,6 +667,15 @@ impl Core {
                 if let Some(card) = part.store.get(&token) {
                     self.buf.clear();
                     encode_card_state(&self.book, card, &mut self.buf, &mut self.scratch);
+                    if self.buf.len() > MAX_STATE_BYTES {
+                        // Retrying cannot help: stop with the cause rather
+                        // than abort the same transaction forever.
+                        return Err(Error::Fatal(format!(
+                            "the state of a card in partition {p} is {} bytes, above the {MAX_STATE_BYTES}-byte \
+                             changelog record limit: bound per-card state with retention (docs/reliability.md, \"State retention\")",
+                            self.buf.len()
+                        )));
+                    }
                     let r = BaseRecord::to(state_topic).partition(p).key(token.as_bytes()).payload(&self.buf[..]);
                     send(&self.producer, r).map_err(|e| Error::kafka("writing the changelog", e))?;
                 }
