@@ -245,7 +245,6 @@ impl Run {
             EventBody::Authorization(p) | EventBody::Clearing(p) => self.predict(event, &p),
             _ => None,
         };
-        self.opened = prediction.is_some();
         self.created.clear();
         self.touched.clear();
         let Run { engine, flows, short, offer_ix, offer_at, budgets, created, touched, .. } = self;
@@ -308,19 +307,21 @@ impl Run {
                 f.ran_out = Some(ctx.at);
             }
         }
-        if let Some(p) = prediction {
+        // A duplicate (R2) changes nothing: its prediction is void.
+        self.opened = prediction.is_some() && applied == Applied::Processed;
+        if let Some(p) = prediction.filter(|_| applied == Applied::Processed) {
             self.record(p);
         }
         Ok(applied)
     }
 
     /// Judges R3–R5 for a purchase that will open a transaction, from the
-    /// same offer index and card state the engine reads: `None` when the
-    /// event will not (a duplicate, or a known transaction).
+    /// same offer index and card state the engine reads: `None` for a known
+    /// transaction. (A duplicate is found out after the engine applied it.)
     fn predict(&mut self, event: &CardEvent<'_>, p: &Purchase<'_>) -> Option<Prediction> {
         let book = &self.engine.book;
         let card = self.engine.cards.get(event.card_token);
-        if card.is_some_and(|c| c.seen.contains(event.event_id) || c.transactions.contains_key(p.transaction_id)) {
+        if card.is_some_and(|c| c.transactions.contains_key(p.transaction_id)) {
             return None;
         }
         let mut out = Prediction { cash: Vec::new(), rewarded: Vec::new(), winner: None };

@@ -48,6 +48,14 @@ impl Replayer {
         }
     }
 
+    /// The same replayer, its cards remembering event ids and closed
+    /// transactions for `retention` (see [`cardlink_core::state::Retention`]).
+    /// Call before the first record.
+    pub fn with_retention(mut self, retention: cardlink_core::state::Retention) -> Self {
+        self.engine.cards = cardlink_core::CardStore::with_retention(retention);
+        self
+    }
+
     /// Processes one record in `format`; `source` names it in a dead letter.
     pub fn feed(&mut self, format: Format, record: &[u8], source: impl FnOnce() -> String) -> io::Result<()> {
         let write_rewards = self.rewards.is_some();

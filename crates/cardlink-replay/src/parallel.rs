@@ -85,7 +85,7 @@ struct Packed {
 
 impl Packed {
     fn pack(e: &CardEvent<'_>, text: &mut String) -> Packed {
-        let mut purchase = |p: &Purchase<'_>, text: &mut String| PackedPurchase {
+        let purchase = |p: &Purchase<'_>, text: &mut String| PackedPurchase {
             transaction_id: Span::of(text, p.transaction_id),
             network: p.network,
             money: p.money,
@@ -163,7 +163,8 @@ impl Batch {
 
 /// What the engine's thread does with a batch's records.
 pub(crate) trait Apply {
-    /// A valid event; `raw` rebuilds its raw form for a dead letter.
+    /// A valid event, with its record (for a dead letter should the
+    /// engine reject it) and the record's position in the input.
     fn event(&mut self, event: &CardEvent<'_>, record: &[u8], position: u64, format: Format) -> io::Result<()>;
 
     /// A rejected or undecodable record and its dead letter line (empty

@@ -51,6 +51,10 @@ pub struct Summary {
     pub offers_active: usize,
     /// Offers whose budget is fully used.
     pub budgets_exhausted: usize,
+    /// Cards with state, and the bytes that state holds in memory.
+    pub cards: usize,
+    #[allow(missing_docs)]
+    pub state_bytes: usize,
 }
 
 impl Summary {
@@ -89,6 +93,8 @@ impl Summary {
             offers_used: ledger.offers.len(),
             offers_active: engine.book.active_len(),
             budgets_exhausted,
+            cards: engine.cards.len(),
+            state_bytes: engine.cards.heap_bytes(),
         }
     }
 }
@@ -130,6 +136,12 @@ impl fmt::Display for Summary {
             thousands(self.offers_used as u64),
             self.offers_active,
             self.budgets_exhausted
+        )?;
+        writeln!(
+            f,
+            "state       {:>14} cards, {} bytes per card",
+            thousands(self.cards as u64),
+            thousands((self.state_bytes / self.cards.max(1)) as u64)
         )?;
         let keys: std::collections::BTreeSet<&String> = self.confirmed.keys().chain(self.pending.keys()).collect();
         if !keys.is_empty() {

@@ -188,6 +188,11 @@ struct ReplayArgs {
     /// Event file format, when the extension does not tell.
     #[arg(long, value_enum)]
     format: Option<FormatArg>,
+    /// Forget a card's event ids and closed transactions this many days
+    /// after its newest event, bounding memory; by default everything is
+    /// remembered, as R2 reads (docs/reliability.md, "State retention").
+    #[arg(long = "retention-days", value_name = "DAYS")]
+    retention_days: Option<std::num::NonZeroU32>,
     /// Print no summary.
     #[arg(long, short)]
     quiet: bool,
@@ -268,7 +273,8 @@ fn replay(args: ReplayArgs) -> Result<(), Failure> {
     let events = File::open(&args.events)
         .with_context(|| format!("cannot open event file {}", args.events.display()))
         .map_err(Failure::Io)?;
-    let mut replayer = Replayer::new(book, create(&args.rewards)?, create(&args.dead_letters)?);
+    let mut replayer = Replayer::new(book, create(&args.rewards)?, create(&args.dead_letters)?)
+        .with_retention(args.retention_days);
     let mut progress = Progress::new(!args.quiet && io::stderr().is_terminal());
     let name = args.events.file_name().map_or_else(|| "events".into(), |n| n.to_string_lossy().into_owned());
     replayer

@@ -597,6 +597,8 @@ fn soak(plan: Plan) {
     assert_eq!(broker_restarts, 1);
     assert_eq!(retired, churn.len(), "every churn offer retired");
     assert!(churn_rewards > 0, "the churn offers must reward something");
-    assert!(points.len() as f64 >= (end - warm) * 0.8, "RSS sampled only {} times", points.len());
+    // About one sample a second; calls that wait on the broker (during its
+    // restart) skip some.
+    assert!(points.len() as f64 >= (end - warm) * 0.5, "RSS sampled only {} times", points.len());
     assert!(slope < plan.max_slope_mib_per_min, "RSS of the long-lived instance grows {slope:.1} MiB/min");
 }
