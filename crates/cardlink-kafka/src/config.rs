@@ -305,6 +305,12 @@ pub struct PipelineConfig {
     /// `session.timeout.ms` of the consumer: how long a dead instance holds
     /// its partitions.
     pub session_timeout_ms: u64,
+    /// Days a card remembers its event ids (R2) and closed transactions
+    /// after its newest event; absent (the default): for ever, exactly as
+    /// replay does. A finite value bounds each card's memory; see
+    /// docs/reliability.md, "State retention", for what happens to an
+    /// event older than that (0 is refused).
+    pub retention_days: Option<std::num::NonZeroU32>,
 }
 
 impl Default for PipelineConfig {
@@ -321,6 +327,7 @@ impl Default for PipelineConfig {
             commit_max_ms: 25,
             transaction_timeout_ms: 10_000,
             session_timeout_ms: 10_000,
+            retention_days: None,
         }
     }
 }
@@ -349,6 +356,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("CARDLINK_INSTANCE_ID", "pipeline.instance_id"),
     ("CARDLINK_COMMIT_MAX_RECORDS", "pipeline.commit_max_records"),
     ("CARDLINK_COMMIT_MAX_MS", "pipeline.commit_max_ms"),
+    ("CARDLINK_RETENTION_DAYS", "pipeline.retention_days"),
     ("CARDLINK_ADMIN_LISTEN", "admin.listen"),
     ("CARDLINK_ADMIN_TOKEN", "admin.token"),
 ];
@@ -409,6 +417,12 @@ impl Config {
                 "CARDLINK_INSTANCE_ID" => self.pipeline.instance_id = v,
                 "CARDLINK_COMMIT_MAX_RECORDS" => self.pipeline.commit_max_records = number(&v)? as usize,
                 "CARDLINK_COMMIT_MAX_MS" => self.pipeline.commit_max_ms = number(&v)?,
+                "CARDLINK_RETENTION_DAYS" => {
+                    let days = u32::try_from(number(&v)?).ok().and_then(std::num::NonZeroU32::new);
+                    self.pipeline.retention_days = Some(
+                        days.ok_or_else(|| Error::Config(format!("{var}: expected 1 to 4294967295 days, got {v}")))?,
+                    );
+                }
                 "CARDLINK_ADMIN_LISTEN" => self.admin.listen = v,
                 "CARDLINK_ADMIN_TOKEN" => self.admin.token = Some(v),
                 _ => unreachable!("every override is matched"),
@@ -544,6 +558,18 @@ mod tests {
         assert_eq!(c.formats.events, TopicFormat::Json);
         c.validate().unwrap();
         assert!(c.apply_env(|k| (k == "CARDLINK_PARTITIONS").then(|| "x".into())).is_err());
+    }
+
+    #[test]
+    fn retention_is_unlimited_unless_set() {
+        assert_eq!(Config::default().pipeline.retention_days, None);
+        let c = Config::from_toml("[pipeline]\nretention_days = 400\n").unwrap();
+        assert_eq!(c.pipeline.retention_days.map(|d| d.get()), Some(400));
+        assert!(Config::from_toml("[pipeline]\nretention_days = 0\n").is_err());
+        let mut c = Config::default();
+        c.apply_env(|k| (k == "CARDLINK_RETENTION_DAYS").then(|| "30".into())).unwrap();
+        assert_eq!(c.pipeline.retention_days.map(|d| d.get()), Some(30));
+        assert!(c.apply_env(|k| (k == "CARDLINK_RETENTION_DAYS").then(|| "0".into())).is_err());
     }
 
     #[test]

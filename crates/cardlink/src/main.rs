@@ -273,8 +273,8 @@ fn replay(args: ReplayArgs) -> Result<(), Failure> {
     let events = File::open(&args.events)
         .with_context(|| format!("cannot open event file {}", args.events.display()))
         .map_err(Failure::Io)?;
-    let mut replayer = Replayer::new(book, create(&args.rewards)?, create(&args.dead_letters)?)
-        .with_retention(args.retention_days);
+    let mut replayer =
+        Replayer::new(book, create(&args.rewards)?, create(&args.dead_letters)?).with_retention(args.retention_days);
     let mut progress = Progress::new(!args.quiet && io::stderr().is_terminal());
     let name = args.events.file_name().map_or_else(|| "events".into(), |n| n.to_string_lossy().into_owned());
     replayer
