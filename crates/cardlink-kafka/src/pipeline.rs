@@ -876,12 +876,21 @@ impl Core {
             self.failed = Some(e);
             return;
         }
-        for p in new {
+        let mut fresh = TopicPartitionList::new();
+        for &p in &new {
             if let (Some(part), Some(Offset::Offset(o))) =
                 (self.parts.get_mut(&p), committed.find_partition(&topic, p).map(|e| e.offset()))
             {
                 part.position = o;
             }
+            fresh.add_partition(&topic, p);
+        }
+        // librdkafka keeps a partition's pause across a revoke and a new
+        // assignment; a partition held for budget when it was revoked must
+        // not come back paused (its held record is gone with its state).
+        if let Err(e) = consumer.resume(&fresh) {
+            self.failed = Some(Error::kafka("resuming newly assigned partitions", e));
+            return;
         }
         self.stats.observed.assigned(&partitions);
     }
