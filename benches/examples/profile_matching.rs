@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use cardlink_benches::{catalogue, feed};
-use cardlink_core::{CardEvent, Engine, OfferBook, RawEvent, RewardUpdate, parse_offer_file, validate};
+use cardlink_core::{CardEvent, Engine, EventBody, OfferBook, RawEvent, RewardUpdate, parse_offer_file, validate};
 
 const MERCHANTS: usize = 100_000;
 const EVENTS: usize = 200_000;
@@ -38,12 +38,24 @@ fn main() {
     let json = serde_json::to_vec(&catalogue(offers, MERCHANTS)).unwrap();
     let mut engine = Engine::new(OfferBook::new(parse_offer_file(&json).unwrap()));
     warm(&mut engine, warm_up);
+    // Candidates the index hands the matcher per new purchase (an
+    // authorization, or a clearing of an unknown transaction).
+    let (mut purchases, mut candidates) = (0u64, 0u64);
+    for e in events {
+        if let EventBody::Authorization(p) = e.body {
+            purchases += 1;
+            let m = p.merchant;
+            engine.book.for_each_candidate(p.money.currency, m.mid, m.mcc, m.country, |_| candidates += 1);
+        }
+    }
     let start = Instant::now();
     let rewards = timed(&mut engine, events);
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "{offers} offers: {:.2} M events/s, {:.2} reward records per event",
+        "{offers} offers: {:.2} M events/s ({:.0} ns/event), {:.2} reward records per event, {:.1} candidates per authorization",
         EVENTS as f64 / secs / 1e6,
-        rewards as f64 / EVENTS as f64
+        secs * 1e9 / EVENTS as f64,
+        rewards as f64 / EVENTS as f64,
+        candidates as f64 / purchases.max(1) as f64
     );
 }

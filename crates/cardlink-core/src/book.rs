@@ -9,6 +9,7 @@ use rustc_hash::FxHashMap;
 use crate::country::Country;
 use crate::money::Currency;
 use crate::offer::{Hours, Offer, RewardRule};
+use crate::state::{InlineKey, hash_bytes};
 
 /// Position of an offer in the book. Slots are never reused, so an index
 /// stays valid for rewards that outlive their offer's retirement.
@@ -104,12 +105,39 @@ impl Candidate {
 /// anchor, its most selective non-empty restriction: merchant ids, else
 /// MCCs, else countries, else the catch-all list. A purchase has one mid,
 /// one MCC and at most one country, so it meets each offer at most once.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 struct CurrencyIndex {
-    by_mid: FxHashMap<Box<str>, Vec<Candidate>>,
+    /// Keys keep short merchant ids in place: a look-up reads no separate
+    /// key string.
+    by_mid: hashbrown::HashTable<(InlineKey, Vec<Candidate>)>,
     by_mcc: FxHashMap<u16, Vec<Candidate>>,
     by_country: FxHashMap<Country, Vec<Candidate>>,
     any: Vec<Candidate>,
+}
+
+impl std::fmt::Debug for CurrencyIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CurrencyIndex")
+            .field("by_mid", &self.by_mid.len())
+            .field("by_mcc", &self.by_mcc.len())
+            .field("by_country", &self.by_country.len())
+            .field("any", &self.any.len())
+            .finish()
+    }
+}
+
+impl CurrencyIndex {
+    #[inline]
+    fn mid(&self, mid: &str) -> Option<&Vec<Candidate>> {
+        let b = mid.as_bytes();
+        self.by_mid.find(hash_bytes(b), |(k, _)| k.as_bytes() == b).map(|(_, v)| v)
+    }
+
+    fn mid_mut(&mut self, mid: &str) -> &mut Vec<Candidate> {
+        let b = mid.as_bytes();
+        let entry = self.by_mid.entry(hash_bytes(b), |(k, _)| k.as_bytes() == b, |(k, _)| hash_bytes(k.as_bytes()));
+        &mut entry.or_insert_with(|| (InlineKey::new(mid), Vec::new())).into_mut().1
+    }
 }
 
 /// All offers, indexed for matching, with their budget usage.
@@ -139,8 +167,11 @@ impl OfferBook {
             self.unindex(idx);
             let slot = &mut self.slots[idx.0 as usize];
             slot.offer = offer;
-            slot.active = true;
-            self.active += 1;
+            // Counted once: replacing an active offer adds none.
+            if !slot.active {
+                slot.active = true;
+                self.active += 1;
+            }
             self.index_offer(idx);
             return idx;
         }
@@ -215,7 +246,7 @@ impl OfferBook {
         mut f: impl FnMut(&Candidate),
     ) {
         let Some(ci) = self.index.get(&currency) else { return };
-        if let Some(list) = ci.by_mid.get(mid) {
+        if let Some(list) = ci.mid(mid) {
             list.iter().for_each(&mut f);
         }
         if let Some(list) = ci.by_mcc.get(&mcc) {
@@ -233,7 +264,7 @@ impl OfferBook {
         let ci = self.index.entry(offer.currency).or_default();
         if !offer.mids.is_empty() {
             for mid in &offer.mids {
-                ci.by_mid.entry(mid.clone()).or_default().push(candidate.clone());
+                ci.mid_mut(mid).push(candidate.clone());
             }
         } else if !offer.mccs.is_empty() {
             for &mcc in &offer.mccs {
@@ -254,10 +285,11 @@ impl OfferBook {
         let drop_from = |list: &mut Vec<Candidate>| list.retain(|c| c.idx != idx);
         if !offer.mids.is_empty() {
             for mid in &offer.mids {
-                if let Some(list) = ci.by_mid.get_mut(mid) {
-                    drop_from(list);
-                    if list.is_empty() {
-                        ci.by_mid.remove(mid);
+                let b = mid.as_bytes();
+                if let Ok(mut entry) = ci.by_mid.find_entry(hash_bytes(b), |(k, _)| k.as_bytes() == b) {
+                    drop_from(&mut entry.get_mut().1);
+                    if entry.get().1.is_empty() {
+                        entry.remove();
                     }
                 }
             }
@@ -276,5 +308,54 @@ impl OfferBook {
         } else {
             drop_from(&mut ci.any);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::offer::parse_offer;
+
+    fn offer(json: serde_json::Value) -> Offer {
+        parse_offer(&json).unwrap()
+    }
+
+    /// The offers a USD purchase at `mid` (MCC 5812, US) meets.
+    fn candidates(book: &OfferBook, mid: &str) -> Vec<String> {
+        let usd = Currency::from_code("USD").unwrap();
+        let mut out = Vec::new();
+        book.for_each_candidate(usd, mid, 5812, Some(*b"US"), |c| out.push(book.slot(c.idx).offer.id.to_string()));
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn the_index_follows_upserts_and_retirements() {
+        let long_mid = "M".repeat(40);
+        let mut book = OfferBook::new([
+            offer(
+                serde_json::json!({"id": "a", "currency": "USD", "reward": {"percent": "5"}, "merchant": {"mids": ["M1", long_mid]}}),
+            ),
+            offer(
+                serde_json::json!({"id": "b", "currency": "USD", "reward": {"percent": "5"}, "merchant": {"mids": ["M1"]}}),
+            ),
+            offer(
+                serde_json::json!({"id": "c", "currency": "USD", "reward": {"percent": "5"}, "merchant": {"mccs": ["5812"]}}),
+            ),
+            offer(serde_json::json!({"id": "d", "currency": "EUR", "reward": {"percent": "5"}})),
+        ]);
+        assert_eq!(candidates(&book, "M1"), ["a", "b", "c"]);
+        assert_eq!(candidates(&book, &long_mid), ["a", "c"]);
+        assert_eq!(candidates(&book, "M2"), ["c"]);
+        assert!(book.retire("a") && !book.retire("a"));
+        assert_eq!(candidates(&book, "M1"), ["b", "c"]);
+        assert_eq!(candidates(&book, &long_mid), ["c"]);
+        // A new definition moves the offer to its new anchor.
+        book.upsert(offer(
+            serde_json::json!({"id": "b", "currency": "USD", "reward": {"fixed": "1"}, "merchant": {"mids": ["M2"]}}),
+        ));
+        assert_eq!(candidates(&book, "M1"), ["c"]);
+        assert_eq!(candidates(&book, "M2"), ["b", "c"]);
+        assert_eq!(book.active_len(), 3);
     }
 }

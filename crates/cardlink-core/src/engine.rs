@@ -199,7 +199,7 @@ fn eligible(book: &OfferBook, c: &Candidate, p: &Purchase<'_>, when: &When, card
         && c.hours.is_none_or(|h| h.contains(when.second_of_day))
         && c.valid_from.is_none_or(|t| t <= when.instant)
         && c.valid_until.is_none_or(|t| when.instant < t)
-        && p.money.amount >= c.min_spend
+        && (c.min_spend.is_zero() || p.money.amount >= c.min_spend)
         && c.max_per_card.is_none_or(|max| u64::from(card.map_or(0, |card| card.live_count(c.idx))) < max)
         && (!c.extra_merchant_rules || merchant_rules(&book.slot(c.idx).offer, p))
         && (!c.activation_required

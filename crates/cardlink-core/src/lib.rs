@@ -11,6 +11,7 @@ pub mod book;
 pub mod country;
 pub mod engine;
 pub mod event;
+mod flat;
 pub mod ledger;
 pub mod money;
 pub mod offer;
@@ -29,7 +30,15 @@ pub use event::{
 pub use ledger::Ledger;
 pub use money::Currency;
 pub use offer::{Offer, OfferError, parse_offer, parse_offer_file};
-pub use state::{CardState, CardStore, IdSet, RewardStatus};
+pub use state::{CardState, CardStore, IdSet, Prefetch, RewardStatus};
+
+/// Asks the processor to bring the cache line holding `p` closer: for an
+/// adapter that knows what the engine will read next. A hint only; it
+/// changes no value and never faults.
+#[inline(always)]
+pub fn prefetch_hint<T>(p: *const T) {
+    flat::prefetch(p)
+}
 
 /// The reward id of an offer's reward on a transaction: the same on every
 /// run. `offer|transaction|card`, with `%` and `|` percent-escaped in the

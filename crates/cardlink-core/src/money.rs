@@ -121,12 +121,13 @@ pub enum DecimalError {
 /// means exactly one amount.
 pub fn parse_decimal(s: &str, max_fraction_digits: Option<u32>) -> Result<Decimal, DecimalError> {
     let bytes = s.as_bytes();
-    let (int_part, frac_part) = match s.find('.') {
+    let dot = bytes.iter().position(|&b| b == b'.');
+    let (int_part, frac_part) = match dot {
         Some(dot) => (&bytes[..dot], &bytes[dot + 1..]),
         None => (bytes, &bytes[..0]),
     };
     let digits = |b: &[u8]| !b.is_empty() && b.iter().all(u8::is_ascii_digit);
-    if !digits(int_part) || (s.contains('.') && !digits(frac_part)) {
+    if !digits(int_part) || (dot.is_some() && !digits(frac_part)) {
         return Err(DecimalError::Syntax);
     }
     if let Some(allowed) = max_fraction_digits {
@@ -214,18 +215,32 @@ fn two_digits(b: &[u8], at: usize) -> Option<u8> {
     (h < 10 && l < 10).then(|| h * 10 + l)
 }
 
-/// Powers of ten that fit a u128.
+/// Powers of ten that fit a u128, by exponent.
+const POW10: [u128; 39] = {
+    let mut t = [1u128; 39];
+    let mut i = 1;
+    while i < 39 {
+        t[i] = t[i - 1] * 10;
+        i += 1;
+    }
+    t
+};
+
+/// 10^n, when it fits a u128.
 #[inline]
 fn pow10(n: u32) -> Option<u128> {
-    10u128.checked_pow(n)
+    POW10.get(n as usize).copied()
 }
 
 /// Orders `a / 10^sa` and `b / 10^sb` (non-negative mantissas below 2^96).
 #[inline]
 fn cmp_scaled(a: u128, sa: u32, b: u128, sb: u32) -> std::cmp::Ordering {
     use std::cmp::Ordering::{Greater, Less};
+    if sa == sb {
+        return a.cmp(&b);
+    }
     // A product that overflows a u128 exceeds every mantissa below 2^96.
-    if sa <= sb {
+    if sa < sb {
         pow10(sb - sa).and_then(|p| a.checked_mul(p)).map_or(Greater, |x| x.cmp(&b))
     } else {
         pow10(sa - sb).and_then(|p| b.checked_mul(p)).map_or(Less, |y| a.cmp(&y))

@@ -228,6 +228,11 @@ impl<P: FnMut(u64)> parallel::Apply for Applier<'_, P> {
     fn progress(&mut self, n: u64) {
         (self.progress)(n)
     }
+
+    #[inline]
+    fn prefetch(&self, step: cardlink_core::Prefetch, card_token: &str, event_id: &str, transaction_id: Option<&str>) {
+        self.replayer.engine.cards.prefetch(step, card_token, event_id, transaction_id);
+    }
 }
 
 /// Counts a decoded record's outcome in the metrics.
