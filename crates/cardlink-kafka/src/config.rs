@@ -515,6 +515,11 @@ impl Config {
                 c.set(key, v);
             }
         }
+        // A full metadata refresh every 10 s instead of librdkafka's 300 s:
+        // after a broker restart a client can keep a partition's leader as
+        // unknown until the next full refresh (librdkafka#4976), and every
+        // record for it waits meanwhile. Overridable through the options.
+        c.set("topic.metadata.refresh.interval.ms", "10000");
         // librdkafka logs through the `log` crate at these levels.
         c.set_log_level(rdkafka::config::RDKafkaLogLevel::Warning);
         c

@@ -50,7 +50,9 @@ fn producer(config: &Config, role: &str) -> Result<BaseProducer<Deliveries>, Err
         .set("linger.ms", "10")
         .set("batch.size", "1000000")
         .set("queue.buffering.max.messages", "500000")
-        .set("message.timeout.ms", "120000")
+        // Rides out a broker restart on a loaded machine; a record still
+        // undelivered then fails the feed with a clear error.
+        .set("message.timeout.ms", "300000")
         .set("delivery.report.only.error", "true");
     config.finish(c).create_with_context(Deliveries::default()).map_err(|e| Error::kafka("creating a producer", e))
 }
@@ -69,7 +71,7 @@ fn send(producer: &BaseProducer<Deliveries>, mut record: BaseRecord<'_, [u8], [u
 }
 
 fn finish(producer: &BaseProducer<Deliveries>, what: &str) -> Result<(), Error> {
-    producer.flush(Duration::from_secs(120)).map_err(|e| Error::kafka(format!("flushing {what}"), e))?;
+    producer.flush(Duration::from_secs(300)).map_err(|e| Error::kafka(format!("flushing {what}"), e))?;
     let ctx = producer.context();
     let failed = ctx.failed.load(Ordering::Relaxed);
     if failed > 0 {

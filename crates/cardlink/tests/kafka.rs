@@ -517,10 +517,15 @@ fn broker_restart_mid_run() {
     let mut feed = w.feed(n, 17, Some(4_000), &[]);
     w.start("0");
     std::thread::sleep(Duration::from_secs(4));
+    let t = std::time::Instant::now();
     local_kafka(&["stop-broker", "0"]);
+    let stopped = t.elapsed();
     std::thread::sleep(Duration::from_secs(3));
     local_kafka(&["start-broker", "0"]);
-    assert!(feed.wait().unwrap().success(), "{}", w.tail("feed-17.log"));
+    // Said on failure: how long the broker was away.
+    let restart = format!("broker stopped in {stopped:?}, back after {:?}", t.elapsed());
+    eprintln!("{restart}");
+    assert!(feed.wait().unwrap().success(), "{restart}\n{}", w.tail("feed-17.log"));
     w.wait_caught_up(Duration::from_secs(400));
     w.check_alive();
     w.stop_all();
