@@ -557,11 +557,28 @@ impl TxMap {
         self.table.iter().map(|e| (e.key.as_str(), &e.tx))
     }
 
-    /// Every held transaction with its id, the day it was last named
+    /// Every remembered transaction with its id, the day it was last named
     /// (`None` before the card's first event after a restore) and whether
     /// it was reversed: what a snapshot needs for [`TxMap::insert_on`].
+    /// Forgotten transactions not yet swept are left out; their rewards are
+    /// in [`TxMap::archived_for_snapshot`].
     pub fn iter_with_days(&self) -> impl Iterator<Item = (&str, &Transaction, Option<i32>, bool)> {
-        self.table.iter().map(|e| (e.key.as_str(), &e.tx, (e.day != UNSTAMPED).then_some(e.day), e.reversed))
+        self.table
+            .iter()
+            .filter(|e| !e.expired(self.cutoff))
+            .map(|e| (e.key.as_str(), &e.tx, (e.day != UNSTAMPED).then_some(e.day), e.reversed))
+    }
+
+    /// The archived rewards a snapshot keeps: [`TxMap::archived`] and the
+    /// live rewards of forgotten transactions not yet swept, so that a
+    /// restore from [`TxMap::iter_with_days`] and this is the same state
+    /// as this one, swept.
+    pub fn archived_for_snapshot(&self) -> Vec<Archived> {
+        let mut archived = self.archived.clone();
+        for e in self.table.iter().filter(|e| e.expired(self.cutoff)) {
+            archive(&mut archived, &e.tx);
+        }
+        archived
     }
 
     /// Every held transaction.

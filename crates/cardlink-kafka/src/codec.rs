@@ -5,7 +5,7 @@
 use std::str::FromStr;
 
 use cardlink_core::event::Money;
-use cardlink_core::state::{Reward, Transaction};
+use cardlink_core::state::{Archived, Reward, Transaction};
 use cardlink_core::{CardState, Currency, Offer, OfferBook, OfferIdx, RewardStatus, RewardUpdate, pan, parse_offer};
 use cardlink_wire::v1 as pb;
 use prost::Message;
@@ -206,14 +206,20 @@ fn status_to_proto(s: RewardStatus) -> pb::RewardStatus {
 /// overhead over replay). `scratch` is reused between calls.
 pub fn encode_card_state(book: &OfferBook, card: &CardState, out: &mut Vec<u8>, scratch: &mut StateScratch) {
     use std::fmt::Write;
-    let StateScratch { tx, reward, text } = scratch;
-    for id in card.seen.iter() {
+    let StateScratch { tx, reward, text, days } = scratch;
+    // In the order seen, with their days, so that a restore forgets each
+    // id on the day this state would have (state retention).
+    days.clear();
+    for (id, day) in card.seen.iter_with_days() {
         put_bytes(out, 1, id.as_bytes());
+        // Ids without a day come first (see `IdSet::iter_with_days`).
+        debug_assert!(day.is_some() || days.is_empty());
+        days.extend(day);
     }
     for id in card.activations.iter() {
         put_bytes(out, 2, id.as_bytes());
     }
-    for (id, t) in &card.transactions {
+    for (id, t, day, reversed) in card.transactions.iter_with_days() {
         tx.clear();
         put_bytes(tx, 1, id.as_bytes());
         if let Some(c) = t.auth_currency {
@@ -238,7 +244,26 @@ pub fn encode_card_state(book: &OfferBook, card: &CardState, out: &mut Vec<u8>, 
             put_bytes(reward, 3, text.as_bytes());
             put_bytes(tx, 6, reward);
         }
+        if let Some(day) = day {
+            prost::encoding::sint32::encode(7, &day, tx);
+        }
+        if reversed {
+            prost::encoding::bool::encode(8, &reversed, tx);
+        }
         put_bytes(out, 3, tx);
+    }
+    if let Some(clock) = card.clock() {
+        prost::encoding::sint32::encode(4, &clock, out);
+    }
+    prost::encoding::sint32::encode_packed(5, days, out);
+    for a in card.transactions.archived_for_snapshot() {
+        reward.clear();
+        put_bytes(reward, 1, book.slot(a.offer).offer.id.as_bytes());
+        text.clear();
+        write!(text, "{}", a.value).expect("a String grows");
+        put_bytes(reward, 2, text.as_bytes());
+        prost::encoding::uint32::encode(3, &a.live, reward);
+        put_bytes(out, 6, reward);
     }
 }
 
@@ -248,6 +273,7 @@ pub struct StateScratch {
     tx: Vec<u8>,
     reward: Vec<u8>,
     text: String,
+    days: Vec<i32>,
 }
 
 /// Appends a length-delimited field.
@@ -275,8 +301,35 @@ pub fn decode_card_state(book: &mut OfferBook, bytes: &[u8]) -> Result<CardState
     };
     let cur = |c: &str| Currency::from_code(c).ok_or_else(|| format!("bad currency {c:?}"));
     let mut card = CardState::default();
-    card.seen.extend(s.seen.into_iter().map(Box::from));
+    // The last seen_days.len() ids have days, which never go back.
+    let undated = s.seen.len().checked_sub(s.seen_days.len()).ok_or("more seen_days than seen ids")?;
+    if s.seen_days.windows(2).any(|w| w[1] < w[0])
+        || s.clock.is_some_and(|c| s.seen_days.last().is_some_and(|&d| d > c))
+    {
+        return Err("seen_days go back, or pass the clock".into());
+    }
+    for (i, id) in s.seen.iter().enumerate() {
+        match i.checked_sub(undated) {
+            Some(k) => card.seen.insert_on(id, s.seen_days[k]),
+            None => card.seen.insert(id),
+        };
+    }
+    card.restore_clock(s.clock);
     card.activations.extend(s.activations.into_iter().map(Box::from));
+    for a in s.archived {
+        if a.offer_id.is_empty() {
+            return Err("archived rewards without an offer id".into());
+        }
+        let offer = offer_idx(book, &a.offer_id);
+        let value = dec(&a.value)?;
+        card.transactions.add_archived(Archived { offer, value, live: a.count });
+        if a.count > 0 {
+            match card.live.iter_mut().find(|(o, _)| *o == offer) {
+                Some((_, n)) => *n = n.checked_add(a.count).ok_or("too many archived rewards")?,
+                None => card.live.push((offer, a.count)),
+            }
+        }
+    }
     for t in s.transactions {
         let cleared = match (&t.cleared_amount, &t.cleared_currency) {
             (Some(a), Some(c)) => Some(Money { amount: dec(a)?, currency: cur(c)? }),
@@ -309,7 +362,7 @@ pub fn decode_card_state(book: &mut OfferBook, bytes: &[u8]) -> Result<CardState
             net: dec(&t.net)?,
             rewards,
         };
-        card.transactions.insert(Box::from(t.transaction_id), tx);
+        card.transactions.insert_on(t.transaction_id, tx, t.day, t.reversed);
     }
     Ok(card)
 }
@@ -330,16 +383,18 @@ fn offer_idx(book: &mut OfferBook, id: &str) -> OfferIdx {
 /// from the offers' usage: the book's budgets always count exactly the
 /// rewards of the partitions this instance holds.
 pub fn add_usage(book: &mut OfferBook, card: &CardState, add: bool) {
-    for tx in card.transactions.values() {
-        for r in tx.rewards.iter().filter(|r| r.is_live()) {
-            let u = book.usage_mut(r.offer);
-            if add {
-                u.used += r.value;
-                u.live += 1;
-            } else {
-                u.used -= r.value;
-                u.live -= 1;
-            }
+    let live = card.transactions.values().flat_map(|tx| tx.rewards.iter().filter(|r| r.is_live()));
+    let live = live.map(|r| (r.offer, r.value, 1u64));
+    // Rewards of forgotten transactions (state retention) count too.
+    let archived = card.transactions.archived().iter().map(|a| (a.offer, a.value, u64::from(a.live)));
+    for (offer, value, n) in live.chain(archived) {
+        let u = book.usage_mut(offer);
+        if add {
+            u.used += value;
+            u.live += n;
+        } else {
+            u.used -= value;
+            u.live -= n;
         }
     }
 }

@@ -466,14 +466,6 @@ impl Config {
         if p.commit_max_records == 0 || p.commit_max_ms == 0 {
             return bad("pipeline: commit_max_records and commit_max_ms must be at least 1".into());
         }
-        // The state changelog does not yet carry what retention archives
-        // (forgotten transactions' confirmed totals), so a restore would
-        // lose it: refuse the knob rather than ignore it.
-        if p.retention_days.is_some() {
-            return bad("pipeline.retention_days is not supported by the live pipeline yet (replay has \
-                        --retention-days); remove it"
-                .into());
-        }
         Ok(())
     }
 
@@ -584,8 +576,7 @@ mod tests {
         assert_eq!(c.pipeline.retention_days.map(|d| d.get()), Some(30));
         assert!(c.apply_env(|k| (k == "CARDLINK_RETENTION_DAYS").then(|| "0".into())).is_err());
         c.kafka.bootstrap = "127.0.0.1:9092".into();
-        let err = c.validate().unwrap_err().to_string();
-        assert!(err.contains("retention_days is not supported"), "{err}");
+        c.validate().unwrap();
     }
 
     #[test]

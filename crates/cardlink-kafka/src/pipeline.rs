@@ -145,6 +145,14 @@ struct Part {
     held: Option<Held>,
 }
 
+impl Part {
+    /// An empty partition whose cards remember as long as the
+    /// configuration's state retention says.
+    fn new(config: &Config) -> Self {
+        Part { store: CardStore::with_retention(config.pipeline.retention_days), ..Part::default() }
+    }
+}
+
 /// A record held for budget.
 struct Held {
     offset: i64,
@@ -809,7 +817,7 @@ impl Core {
     fn restore(&mut self, consumer: &Consumer_, partitions: &[i32]) -> Result<(), Error> {
         if self.mode == Mode::PassThrough {
             for &p in partitions {
-                self.parts.insert(p, Part::default());
+                self.parts.insert(p, Part::new(&self.config));
             }
             return Ok(());
         }
@@ -833,7 +841,7 @@ impl Core {
         })?;
         let mut cards = 0;
         for &p in partitions {
-            let mut part = Part::default();
+            let mut part = Part::new(&self.config);
             for (token, bytes) in latest.remove(&p).unwrap_or_default() {
                 let card = decode_card_state(&mut self.book, &bytes)
                     .map_err(|e| Error::Fatal(format!("{topic}/{p}: state of {token}: {e}")))?;

@@ -25,7 +25,9 @@ fn state(offer_id: &str, value: &str, net: &str) -> Vec<u8> {
                 status: pb::RewardStatus::Pending as i32,
                 value: value.into(),
             }],
+            ..Default::default()
         }],
+        ..Default::default()
     }
     .encode_to_vec()
 }

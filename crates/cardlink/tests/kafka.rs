@@ -221,26 +221,45 @@ impl World {
         }
     }
 
+    /// Adds a line to the configuration's `[pipeline]` section (the last).
+    fn add_pipeline_setting(&mut self, line: &str) {
+        let mut text = std::fs::read_to_string(&self.config_path).unwrap();
+        text.push_str(line);
+        text.push('\n');
+        self.config = Config::from_toml(&text).unwrap();
+        std::fs::write(&self.config_path, text).unwrap();
+    }
+
     fn replay(&self, events: &str, offers: &str) -> Replayed {
+        self.replay_with(events, offers, &[])
+    }
+
+    /// `cardlink replay` of `events` with `extra` arguments.
+    fn replay_with(&self, events: &str, offers: &str, extra: &[&str]) -> Replayed {
         let e = self.path(events).display().to_string();
         let o = self.path(offers).display().to_string();
         let r = self.path("replay-rewards.jsonl").display().to_string();
         let l = self.path("replay-ledger.json").display().to_string();
         let d = self.path("replay-dlq.jsonl").display().to_string();
-        self.cardlink(&[
-            "replay",
-            "--offers",
-            &o,
-            "--events",
-            &e,
-            "--rewards",
-            &r,
-            "--ledger",
-            &l,
-            "--dead-letters",
-            &d,
-            "--quiet",
-        ]);
+        self.cardlink(
+            &[
+                "replay",
+                "--offers",
+                &o,
+                "--events",
+                &e,
+                "--rewards",
+                &r,
+                "--ledger",
+                &l,
+                "--dead-letters",
+                &d,
+                "--quiet",
+            ]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect::<Vec<_>>(),
+        );
         let rewards: Vec<pb::RewardRecord> = BufReader::new(std::fs::File::open(&r).unwrap())
             .lines()
             .map(|l| decode_reward(cardlink_kafka::TopicFormat::Json, l.unwrap().as_bytes()).unwrap())
@@ -468,11 +487,17 @@ fn crash_recovery_with_sigkill() {
 fn rebalance_two_then_three_instances_one_killed() {
     let _serial = lock();
     let Some(mut w) = World::new("rebalance", 6, "") else { return };
+    // With state retention (docs/reliability.md): 600 cards over 90 days
+    // with a 5-day retention forget most of their ids and transactions,
+    // and the moving partitions' states must carry what they remember and
+    // what they archived exactly as replay keeps it.
+    w.add_pipeline_setting("retention_days = 5");
     let n = 60_000;
-    w.simulate_files(n, 13, &[], "feed.pb");
-    let replayed = w.replay("feed.pb", "offers.json");
+    let extra = ["--cards", "600", "--days", "90"];
+    w.simulate_files(n, 13, &extra, "feed.pb");
+    let replayed = w.replay_with("feed.pb", "offers.json", &["--retention-days", "5"]);
     w.publish_offers("offers.json");
-    let mut feed = w.feed(n, 13, Some(5_000), &[]);
+    let mut feed = w.feed(n, 13, Some(5_000), &extra);
     w.start("a");
     w.start("b");
     std::thread::sleep(Duration::from_secs(4));
