@@ -25,13 +25,18 @@
 //! `soak_smoke` runs 2 minutes in CI. `soak_long` is the long run
 //! (`CARDLINK_SOAK_SECS`, 1800 by default; `CARDLINK_SOAK_RATE`, 1000
 //! events/s; `CARDLINK_SOAK_KILL_EVERY`, 60 s; `CARDLINK_SOAK_REPORT`, a
-//! file for the report):
+//! file for the report; `CARDLINK_SOAK_RETENTION_DAYS`, 7, 0 for none;
+//! `CARDLINK_SOAK_DAYS`, 120 days of event time). Both run the instances
+//! with state retention and compare with `cardlink replay
+//! --retention-days`, so with a bounded state the long-lived instance's
+//! RSS must stay flat:
 //!
 //! ```sh
 //! cargo test --release -p cardlink --test soak -- --ignored soak_long --nocapture
 //! ```
 //!
-//! The broker listens on 45193 (controller 45196); data under target/tmp.
+//! The broker listens on 45193 (controller 45196; `CARDLINK_SOAK_PORT`
+//! moves both); data under target/tmp.
 
 mod support;
 
@@ -53,8 +58,9 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde_json::{Value, json};
 use support::{LocalKafka, cardlink, must_succeed};
 
+/// The soak broker's port, unless `CARDLINK_SOAK_PORT` says another (its
+/// controller listens 3 above).
 const PORT: u16 = 45193;
-const CONTROLLER_PORT: u16 = 45196;
 const PARTITIONS: i32 = 6;
 const GROUP: &str = "soak";
 
@@ -71,6 +77,11 @@ struct Plan {
     /// Upper bound on the long-lived instance's RSS growth, MiB per
     /// minute: a guard against leaks, far above what per-card state adds.
     max_slope_mib_per_min: f64,
+    /// `pipeline.retention_days` of the instances (and `--retention-days`
+    /// of the replay they are compared with).
+    retention_days: Option<u32>,
+    /// Days of event time the feed spans.
+    days: u32,
 }
 
 fn env_or<T: std::str::FromStr>(var: &str, default: T) -> T {
@@ -79,7 +90,15 @@ fn env_or<T: std::str::FromStr>(var: &str, default: T) -> T {
 
 #[test]
 fn soak_smoke() {
-    soak(Plan { secs: 120, rate: 1000, kill_every: 16.0, report: None, max_slope_mib_per_min: 64.0 });
+    soak(Plan {
+        secs: 120,
+        rate: 1000,
+        kill_every: 16.0,
+        report: None,
+        max_slope_mib_per_min: 64.0,
+        retention_days: Some(5),
+        days: 30,
+    });
 }
 
 #[test]
@@ -91,6 +110,9 @@ fn soak_long() {
         kill_every: env_or("CARDLINK_SOAK_KILL_EVERY", 60.0),
         report: std::env::var_os("CARDLINK_SOAK_REPORT").map(PathBuf::from),
         max_slope_mib_per_min: 64.0,
+        // 0 remembers everything (state then grows with the feed).
+        retention_days: Some(env_or("CARDLINK_SOAK_RETENTION_DAYS", 7)).filter(|&d| d > 0),
+        days: env_or("CARDLINK_SOAK_DAYS", 120),
     });
 }
 
@@ -395,7 +417,8 @@ fn mib(kib: Option<u64>) -> String {
 }
 
 fn soak(plan: Plan) {
-    let Some(kafka) = LocalKafka::start("kafka-soak", PORT, CONTROLLER_PORT, 1, &[]) else { return };
+    let port = env_or("CARDLINK_SOAK_PORT", PORT);
+    let Some(kafka) = LocalKafka::start("kafka-soak", port, port + 3, 1, &[]) else { return };
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("soak");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -404,15 +427,16 @@ fn soak(plan: Plan) {
          [topics]\nevents = \"soak-events\"\noffers = \"soak-offers\"\nrewards = \"soak-rewards\"\n\
          dead_letters = \"soak-dead-letters\"\nstate = \"soak-state\"\npartitions = {PARTITIONS}\n\
          [pipeline]\ngroup_id = \"{GROUP}\"\ntransactional_id_prefix = \"soak\"\n\
-         session_timeout_ms = 6000\ntransaction_timeout_ms = 10000\n",
-        kafka.bootstrap
+         session_timeout_ms = 6000\ntransaction_timeout_ms = 10000\n{}",
+        kafka.bootstrap,
+        plan.retention_days.map(|d| format!("retention_days = {d}\n")).unwrap_or_default()
     );
     let config_path = dir.join("cardlink.toml");
     std::fs::write(&config_path, &text).unwrap();
     let config = Config::from_toml(&text).unwrap();
 
     // The feed, its offers and the churn.
-    let sim = SimConfig { seed: 53, events: plan.secs * plan.rate, ..SimConfig::default() };
+    let sim = SimConfig { seed: 53, events: plan.secs * plan.rate, days: plan.days, ..SimConfig::default() };
     let speed = f64::from(sim.days) * 86_400.0 / plan.secs as f64; // simulated s per s
     let lead = TimeDelta::seconds((10.0 * speed) as i64).min(TimeDelta::days(1));
     let churn = churn_offers(&sim, lead);
@@ -529,7 +553,9 @@ fn soak(plan: Plan) {
     // The ledger read back against replay.
     let rewards = support::read_rewards(&config);
     let dead_letters = support::read_dead_letters(&config);
-    let replayed = support::replay(&dir, &feed_path, &all_path);
+    let retention = plan.retention_days.map(|d| d.to_string());
+    let extra: Vec<&str> = retention.iter().flat_map(|d| ["--retention-days", d.as_str()]).collect();
+    let replayed = support::replay_with(&dir, &feed_path, &all_path, &extra);
     let c = support::compare(&rewards, &dead_letters, &replayed);
     let churn_rewards = replayed.rewards.iter().filter(|r| r.offer_id.starts_with("churn-")).count();
 
@@ -543,9 +569,16 @@ fn soak(plan: Plan) {
         .collect();
     let slope = slope_mib_per_min(&points);
     let mut report = String::new();
+    write!(
+        report,
+        "soak: retention {}, event time over {} days; ",
+        plan.retention_days.map_or("none".into(), |d| format!("{d} days")),
+        plan.days
+    )
+    .unwrap();
     writeln!(
         report,
-        "soak: {events} events at {} events/s for {} s ({} s to drain), {kills} SIGKILLs and {restarts} restarts of \
+        "{events} events at {} events/s for {} s ({} s to drain), {kills} SIGKILLs and {restarts} restarts of \
          instance a, {broker_restarts} broker restart ({broker_outage:.1} s), {} churn offers published and {retired} \
          retired; {} reward records of {} rewards ({churn_rewards} from churn offers) and {} dead letters compared \
          with replay: {} lost, {} doubled, {} rewards differing, ledger {}, dead letters {}; instances exiting by \

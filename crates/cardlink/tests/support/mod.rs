@@ -185,6 +185,11 @@ pub struct Replayed {
 /// Runs `cardlink replay` of `events` against `offers`, writing its
 /// outputs into `dir`.
 pub fn replay(dir: &Path, events: &Path, offers: &Path) -> Replayed {
+    replay_with(dir, events, offers, &[])
+}
+
+/// [`replay`] with `extra` arguments (e.g. `--retention-days 7`).
+pub fn replay_with(dir: &Path, events: &Path, offers: &Path, extra: &[&str]) -> Replayed {
     let (r, l, d) = (dir.join("replay-rewards.jsonl"), dir.join("replay-ledger.json"), dir.join("replay-dlq.jsonl"));
     must_succeed(
         cardlink()
@@ -197,7 +202,8 @@ pub fn replay(dir: &Path, events: &Path, offers: &Path) -> Replayed {
             .arg("--ledger")
             .arg(&l)
             .arg("--dead-letters")
-            .arg(&d),
+            .arg(&d)
+            .args(extra),
     );
     let lines = |p: &Path| BufReader::new(std::fs::File::open(p).unwrap()).lines().map(Result::unwrap);
     Replayed {
