@@ -7,7 +7,7 @@
 
 use cardlink_kafka::TopicFormat;
 use cardlink_kafka::codec::{OfferChange, decode_offer};
-use cardlink_kafka::offers::apply_change;
+use cardlink_kafka::codec::apply_change;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -50,6 +50,22 @@ pub fn decode_offer(format: TopicFormat, key: Option<&[u8]>, value: Option<&[u8]
     }
 }
 
+/// Applies one change to the book. Usage survives an update and a
+/// retirement: the live rewards still count against the budget.
+pub fn apply_change(book: &mut OfferBook, change: OfferChange) {
+    match change {
+        OfferChange::Upsert(offer) => {
+            log::debug!("offer {} updated", offer.id);
+            book.upsert(offer);
+        }
+        OfferChange::Retire(id) => {
+            if book.retire(&id) {
+                log::info!("offer {id} retired");
+            }
+        }
+    }
+}
+
 /// Encodes a validated offer file entry (the contract's JSON) for the
 /// offers topic.
 pub fn encode_offer(format: TopicFormat, json: &Value) -> Vec<u8> {

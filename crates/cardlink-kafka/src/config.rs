@@ -28,6 +28,7 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
+#[cfg(feature = "client")]
 use rdkafka::ClientConfig;
 use serde::Deserialize;
 
@@ -491,6 +492,7 @@ impl Config {
 
     /// A librdkafka client configuration with the connection, security and
     /// pass-through settings; `role` ends the client id.
+    #[cfg(feature = "client")]
     pub fn client(&self, role: &str) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.kafka.bootstrap);
@@ -518,6 +520,7 @@ impl Config {
     }
 
     /// Adds the pass-through options last, so they win.
+    #[cfg(feature = "client")]
     pub fn finish(&self, mut c: ClientConfig) -> ClientConfig {
         for (k, v) in &self.kafka.options {
             c.set(k, v);

@@ -1,6 +1,7 @@
 //! Errors of the Kafka adapter, classified the way librdkafka classifies
 //! transactional errors: retry the call, abort the transaction, or give up.
 
+#[cfg(feature = "client")]
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 /// What to do about a failure inside the transactional loop.
@@ -46,6 +47,7 @@ pub enum Error {
     #[error("{0}")]
     Offer(String),
     /// A Kafka operation failed.
+    #[cfg(feature = "client")]
     #[error("{context}: {source}")]
     Kafka {
         /// What was being done.
@@ -62,6 +64,7 @@ pub enum Error {
 
 impl Error {
     /// Wraps a librdkafka error, classifying it.
+    #[cfg(feature = "client")]
     pub fn kafka(context: impl Into<String>, source: KafkaError) -> Self {
         let class = classify(&source);
         Error::Kafka { context: context.into(), source, class }
@@ -71,6 +74,7 @@ impl Error {
     /// Kafka calls is fatal.
     pub fn class(&self) -> Class {
         match self {
+            #[cfg(feature = "client")]
             Error::Kafka { class, .. } => *class,
             _ => Class::Fatal,
         }
@@ -81,6 +85,7 @@ impl Error {
 /// librdkafka's own flags; a failed produce inside a transaction means the
 /// transaction cannot commit, so it is abortable unless the client itself
 /// is in a fatal state (fenced).
+#[cfg(feature = "client")]
 pub fn classify(e: &KafkaError) -> Class {
     match e {
         KafkaError::Transaction(rd) => {

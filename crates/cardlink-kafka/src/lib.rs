@@ -16,28 +16,42 @@
 //! See docs/kafka.md for the design and how to run it.
 #![warn(missing_docs)]
 
+#[cfg(feature = "client")]
 pub mod admin;
+#[cfg(feature = "client")]
 pub mod bench;
 pub mod budget;
 pub mod codec;
 pub mod config;
 mod error;
+#[cfg(feature = "client")]
 pub mod feed;
+#[cfg(feature = "client")]
 pub mod offers;
+#[cfg(feature = "client")]
 pub mod pipeline;
+#[cfg(feature = "client")]
 pub mod reader;
 
 pub use config::{Config, TopicFormat};
-pub use error::{Class, Error, classify};
+#[cfg(feature = "client")]
+pub use error::classify;
+pub use error::{Class, Error};
+#[cfg(feature = "client")]
 pub use pipeline::{Mode, Stats};
 
+#[cfg(feature = "client")]
 use std::sync::Arc;
+#[cfg(feature = "client")]
 use std::sync::atomic::{AtomicBool, Ordering};
+#[cfg(feature = "client")]
 use std::time::{Duration, Instant};
 
 /// Restarts of the pipeline inside one process before it gives up.
+#[cfg(feature = "client")]
 const MAX_RESTARTS: u32 = 5;
 /// A pipeline that ran this long without failing resets the restart count.
+#[cfg(feature = "client")]
 const HEALTHY_AFTER: Duration = Duration::from_secs(600);
 
 /// Everything `cardlink run` does: checks the broker, creates the topics,
@@ -53,6 +67,7 @@ const HEALTHY_AFTER: Duration = Duration::from_secs(600);
 /// then something outside needs attention, e.g. two instances with one id.
 /// Errors before the first start (broker unreachable, bad topics) are
 /// returned at once.
+#[cfg(feature = "client")]
 pub fn run(config: &Config, mode: Mode, stop: Arc<AtomicBool>, stats: Arc<Stats>) -> Result<(), Error> {
     let layout = admin::ensure_topics(config)?;
     stats.observed.set_partitions(layout.events);
@@ -88,10 +103,12 @@ pub fn run(config: &Config, mode: Mode, stop: Arc<AtomicBool>, stats: Arc<Stats>
 }
 
 /// Errors a fresh pipeline may overcome.
+#[cfg(feature = "client")]
 fn restartable(e: &Error) -> bool {
     matches!(e, Error::Kafka { .. } | Error::Fatal(_) | Error::Unreachable { .. })
 }
 
+#[cfg(feature = "client")]
 fn run_once(config: &Config, mode: Mode, stop: Arc<AtomicBool>, stats: Arc<Stats>) -> Result<(), Error> {
     let follower_stop = Arc::new(AtomicBool::new(false));
     let offers = offers::start(config, follower_stop.clone())?;

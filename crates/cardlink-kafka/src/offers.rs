@@ -14,7 +14,7 @@ use cardlink_core::OfferBook;
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 
-use crate::codec::{OfferChange, decode_offer};
+use crate::codec::{OfferChange, apply_change, decode_offer};
 use crate::reader::{Reader, assigned_reader, drain, partitions_of};
 use crate::{Config, Error};
 
@@ -27,22 +27,6 @@ pub struct Offers {
     /// The follower thread; it ends when `stop` is set or the receiver is
     /// dropped.
     pub follower: JoinHandle<()>,
-}
-
-/// Applies one change to the book. Usage survives an update and a
-/// retirement: the live rewards still count against the budget.
-pub fn apply_change(book: &mut OfferBook, change: OfferChange) {
-    match change {
-        OfferChange::Upsert(offer) => {
-            log::debug!("offer {} updated", offer.id);
-            book.upsert(offer);
-        }
-        OfferChange::Retire(id) => {
-            if book.retire(&id) {
-                log::info!("offer {id} retired");
-            }
-        }
-    }
 }
 
 fn handle(config: &Config, m: &rdkafka::message::BorrowedMessage<'_>, out: &mut impl FnMut(OfferChange)) {

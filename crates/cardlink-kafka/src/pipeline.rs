@@ -52,12 +52,12 @@ use crate::budget::{
     BudgetOp, BudgetRecord, Grant, Leases, Need, PartBudget, PartitionBudgets, Releasing, claim_record, release_record,
 };
 
+use crate::codec::apply_change;
 use crate::codec::{
     OfferChange, StateScratch, add_usage, decode_card_state, encode_card_state, encode_dead_letter, encode_reward,
 };
 use crate::config::TopicFormat;
 use crate::error::{Class, classify};
-use crate::offers::apply_change;
 use crate::reader::{Reader, assigned_reader, drain, partitions_of};
 use crate::{Config, Error};
 
