@@ -824,30 +824,41 @@ impl Core {
         let started = Instant::now();
         let topic = &self.config.topics.state;
         let reader = assigned_reader(&self.config, "restore", topic, partitions)?;
-        let mut latest: FxHashMap<i32, FxHashMap<Box<str>, Vec<u8>>> = FxHashMap::default();
+        // Each record is decoded as it is read, a later one of a card
+        // replacing the earlier: memory holds the restored state and no
+        // more (collecting the records first doubled the peak, and the
+        // allocator keeps a peak). A record that does not decode is fatal
+        // only if no later record of the card replaces it.
+        let mut parts: FxHashMap<i32, Part> = partitions.iter().map(|&p| (p, Part::new(&self.config))).collect();
+        let mut undecodable: FxHashMap<(i32, Box<str>), String> = FxHashMap::default();
+        let book = &mut self.book;
         let records = drain(&reader, topic, partitions, RESTORE_IDLE, |m| {
             let Some(key) = m.key() else { return Ok(()) };
+            let Some(part) = parts.get_mut(&m.partition()) else { return Ok(()) };
             let token = String::from_utf8_lossy(key);
-            let cards = latest.entry(m.partition()).or_default();
+            undecodable.remove(&(m.partition(), Box::from(&*token)));
             match m.payload() {
-                Some(v) if !v.is_empty() => {
-                    cards.insert(Box::from(&*token), v.to_vec());
-                }
+                Some(v) if !v.is_empty() => match decode_card_state(book, v) {
+                    Ok(card) => part.store.insert(&token, card),
+                    Err(e) => {
+                        part.store.remove(&token);
+                        undecodable.insert((m.partition(), Box::from(&*token)), e);
+                    }
+                },
                 _ => {
-                    cards.remove(&*token);
+                    part.store.remove(&token);
                 }
             }
             Ok(())
         })?;
+        if let Some(((p, token), e)) = undecodable.into_iter().next() {
+            return Err(Error::Fatal(format!("{topic}/{p}: state of {token}: {e}")));
+        }
         let mut cards = 0;
-        for &p in partitions {
-            let mut part = Part::new(&self.config);
-            for (token, bytes) in latest.remove(&p).unwrap_or_default() {
-                let card = decode_card_state(&mut self.book, &bytes)
-                    .map_err(|e| Error::Fatal(format!("{topic}/{p}: state of {token}: {e}")))?;
-                add_usage(&mut self.book, &card, true);
-                part.budget.add_card(&self.book, &card);
-                part.store.insert(&token, card);
+        for (p, mut part) in parts {
+            for (_, card) in part.store.iter() {
+                add_usage(&mut self.book, card, true);
+                part.budget.add_card(&self.book, card);
             }
             cards += part.store.len();
             self.parts.insert(p, part);
