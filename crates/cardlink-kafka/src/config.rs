@@ -392,6 +392,9 @@ impl Config {
             let Some(v) = get(var) else { continue };
             let number =
                 |v: &str| v.trim().parse::<u64>().map_err(|_| Error::Config(format!("{var}: not a number: {v}")));
+            // A count that does not fit Kafka's i32 is refused, not wrapped.
+            let count =
+                |v: &str| i32::try_from(number(v)?).map_err(|_| Error::Config(format!("{var}: {v} is out of range")));
             let format = |v: &str| {
                 TopicFormat::parse(v).ok_or_else(|| Error::Config(format!("{var}: expected json or protobuf, got {v}")))
             };
@@ -408,8 +411,8 @@ impl Config {
                 "CARDLINK_TOPIC_DEAD_LETTERS" => self.topics.dead_letters = v,
                 "CARDLINK_TOPIC_STATE" => self.topics.state = v,
                 "CARDLINK_TOPIC_BUDGET" => self.topics.budget = Some(v),
-                "CARDLINK_PARTITIONS" => self.topics.partitions = number(&v)? as i32,
-                "CARDLINK_REPLICATION_FACTOR" => self.topics.replication_factor = number(&v)? as i32,
+                "CARDLINK_PARTITIONS" => self.topics.partitions = count(&v)?,
+                "CARDLINK_REPLICATION_FACTOR" => self.topics.replication_factor = count(&v)?,
                 "CARDLINK_FORMAT_EVENTS" => self.formats.events = format(&v)?,
                 "CARDLINK_FORMAT_OFFERS" => self.formats.offers = format(&v)?,
                 "CARDLINK_FORMAT_REWARDS" => self.formats.rewards = format(&v)?,
@@ -566,6 +569,9 @@ mod tests {
         assert_eq!(c.formats.events, TopicFormat::Json);
         c.validate().unwrap();
         assert!(c.apply_env(|k| (k == "CARDLINK_PARTITIONS").then(|| "x".into())).is_err());
+        // 2^32 + 1 once wrapped to 1 partition.
+        let e = c.apply_env(|k| (k == "CARDLINK_PARTITIONS").then(|| "4294967297".into())).unwrap_err();
+        assert!(e.to_string().contains("out of range"), "{e}");
     }
 
     #[test]
