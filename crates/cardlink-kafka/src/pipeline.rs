@@ -145,6 +145,19 @@ struct Part {
     held: Option<Held>,
 }
 
+/// Gives the C heap's free pages back to the system. librdkafka allocates
+/// with glibc's malloc, whose arenas keep what a restore's fetch buffers
+/// freed; the 30-minute soak showed RSS stepping up at each restore and
+/// staying there.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap memory to the kernel; it
+    // touches no live allocation.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 impl Part {
     /// An empty partition whose cards remember as long as the
     /// configuration's state retention says.
@@ -867,6 +880,8 @@ impl Core {
             "restored partitions {partitions:?}: {cards} cards from {records} changelog records in {:.2} s",
             started.elapsed().as_secs_f64()
         );
+        drop(reader);
+        release_free_memory();
         // The slices of the restored partitions must include every release
         // their previous owners committed: read the budget log anew.
         self.reload_budget(consumer)
