@@ -586,6 +586,14 @@ impl TxMap {
         self.table.iter().map(|e| &e.tx)
     }
 
+    /// Every live reward of the card as `(offer, value, count)`: each
+    /// held transaction's live rewards (count 1) and the archived totals.
+    /// What offer usage and budget slices count for a card.
+    pub fn live_values(&self) -> impl Iterator<Item = (OfferIdx, Decimal, u32)> + '_ {
+        let held = self.values().flat_map(|tx| tx.rewards.iter().filter(|r| r.is_live()));
+        held.map(|r| (r.offer, r.value, 1)).chain(self.archived.iter().map(|a| (a.offer, a.value, a.live)))
+    }
+
     /// The live rewards of forgotten transactions, per offer. They count
     /// in the ledger and in usage like any live reward.
     pub fn archived(&self) -> &[Archived] {

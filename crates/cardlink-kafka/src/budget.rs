@@ -325,10 +325,8 @@ pub struct PartBudget {
 impl PartBudget {
     /// Counts a restored card's live rewards of budgeted offers.
     pub fn add_card(&mut self, book: &OfferBook, card: &CardState) {
-        let live = card.transactions.values().flat_map(|tx| tx.rewards.iter().filter(|r| r.is_live()));
         // Rewards of forgotten transactions (state retention) count too.
-        let archived = card.transactions.archived().iter().map(|a| (a.offer, a.value));
-        for (offer, value) in live.map(|r| (r.offer, r.value)).chain(archived) {
+        for (offer, value, _) in card.transactions.live_values() {
             if book.slot(offer).offer.budget.is_some() {
                 *self.used.entry(offer).or_default() += value;
             }

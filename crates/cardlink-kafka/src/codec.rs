@@ -339,12 +339,6 @@ pub fn decode_card_state(book: &mut OfferBook, bytes: &[u8]) -> Result<CardState
         let offer = offer_idx(book, &a.offer_id);
         let value = dec(&a.value)?;
         card.transactions.add_archived(Archived { offer, value, live: a.count });
-        if a.count > 0 {
-            match card.live.iter_mut().find(|(o, _)| *o == offer) {
-                Some((_, n)) => *n = n.checked_add(a.count).ok_or("too many archived rewards")?,
-                None => card.live.push((offer, a.count)),
-            }
-        }
     }
     for t in s.transactions {
         let cleared = match (&t.cleared_amount, &t.cleared_currency) {
@@ -363,14 +357,7 @@ pub fn decode_card_state(book: &mut OfferBook, bytes: &[u8]) -> Result<CardState
                 Ok(pb::RewardStatus::Cancelled) => RewardStatus::Cancelled,
                 _ => return Err(format!("bad reward status {}", r.status)),
             };
-            let reward = Reward { offer, status, value: dec(&r.value)? };
-            if reward.is_live() {
-                match card.live.iter_mut().find(|(o, _)| *o == offer) {
-                    Some((_, n)) => *n += 1,
-                    None => card.live.push((offer, 1)),
-                }
-            }
-            rewards.push(reward);
+            rewards.push(Reward { offer, status, value: dec(&r.value)? });
         }
         let tx = Transaction {
             auth_currency: t.auth_currency.as_deref().map(cur).transpose()?,
@@ -379,6 +366,14 @@ pub fn decode_card_state(book: &mut OfferBook, bytes: &[u8]) -> Result<CardState
             rewards,
         };
         card.transactions.insert_on(t.transaction_id, tx, t.day, t.reversed);
+    }
+    // The per-card counts (R7) follow from the live rewards, archived ones
+    // included.
+    for (offer, _, count) in card.transactions.live_values().filter(|&(_, _, n)| n > 0) {
+        match card.live.iter_mut().find(|(o, _)| *o == offer) {
+            Some((_, n)) => *n = n.checked_add(count).ok_or("too many live rewards")?,
+            None => card.live.push((offer, count)),
+        }
     }
     Ok(card)
 }
@@ -399,18 +394,15 @@ fn offer_idx(book: &mut OfferBook, id: &str) -> OfferIdx {
 /// from the offers' usage: the book's budgets always count exactly the
 /// rewards of the partitions this instance holds.
 pub fn add_usage(book: &mut OfferBook, card: &CardState, add: bool) {
-    let live = card.transactions.values().flat_map(|tx| tx.rewards.iter().filter(|r| r.is_live()));
-    let live = live.map(|r| (r.offer, r.value, 1u64));
     // Rewards of forgotten transactions (state retention) count too.
-    let archived = card.transactions.archived().iter().map(|a| (a.offer, a.value, u64::from(a.live)));
-    for (offer, value, n) in live.chain(archived) {
+    for (offer, value, n) in card.transactions.live_values() {
         let u = book.usage_mut(offer);
         if add {
             u.used += value;
-            u.live += n;
+            u.live += u64::from(n);
         } else {
             u.used -= value;
-            u.live -= n;
+            u.live -= u64::from(n);
         }
     }
 }

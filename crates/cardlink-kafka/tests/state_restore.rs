@@ -5,7 +5,10 @@
 //! the snapshot must carry the card's clock, the day of every remembered
 //! id and transaction, and the rewards of forgotten transactions
 //! (docs/reliability.md, "State retention"). This is what a partition
-//! moving between instances does to its cards.
+//! moving between instances does to its cards. Rules: R2 (seen ids, and
+//! an id re-sent after it is forgotten), R6 and R7 (usage and per-card
+//! counts, archived rewards included), R9–R11 (clearings and refunds of
+//! remembered and forgotten transactions).
 
 use std::num::NonZeroU32;
 
