@@ -10,19 +10,25 @@
 //! every instance. [`Leases`] folds that log; the fold is deterministic, so
 //! every instance agrees on every slice without asking anyone.
 //!
-//! - A partition whose slice is too small for an event *claims* more and
-//!   holds the event (and its partition) until the claim is decided.
-//! - While the pool (budget less all slices) covers a claim, the claim gets
-//!   what it wants: a chunk, a share of the pool, so that claims are rare
-//!   while much is left and small when little is.
+//! - A partition *claims ahead* (a claim that needs nothing) when its
+//!   slack runs low, and goes on meanwhile: such a claim gets a share of
+//!   the pool, or nothing, and never waits.
+//! - A partition whose slice is too small for an event *claims* what it
+//!   needs and holds the event (and its partition) until the claim is
+//!   decided. While the pool (budget less all slices) covers it, the claim
+//!   gets what it wants: a share of the pool, so that claims are rare while
+//!   much is left and small when little is.
 //! - A claim the pool cannot cover starts a *drain*: every other partition
 //!   holding a slice releases its unspent part. When all have answered, the
 //!   claim gets what it needs, or all that is left; in that case the offer
-//!   is *exhausted*, and only then may an event be cut by the budget (R4):
-//!   the budget is used up everywhere.
-//! - While an offer is exhausted, partitions cut without claiming, and give
-//!   back at once whatever a reversal or refund frees (which ends the
-//!   exhaustion), so freed budget returns to the pool as R11 says.
+//!   enters its *tail*, and only then may an event be cut by the budget
+//!   (R4): the budget is used up everywhere.
+//! - In the tail no partition keeps slack: claims are decided at once for
+//!   at most what they need, and partitions give back at once whatever they
+//!   do not spend, including what a reversal or refund frees (R10, R11), so
+//!   that freed budget returns to the pool. While the pool is empty the
+//!   offer is *exhausted*: partitions cut without claiming. A larger budget
+//!   ends the tail.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -70,9 +76,10 @@ struct OfferLeases {
     slices: BTreeMap<i32, Decimal>,
     /// Sum of the slices.
     granted: Decimal,
-    /// A drain ended with less in the pool than its claim needed: the
-    /// budget is used up until a release or a larger budget adds to it.
-    exhausted: bool,
+    /// A drain ended with less in the pool than its claim needed: from
+    /// then on claims are decided at once and no partition keeps slack,
+    /// until a larger budget.
+    tail: bool,
     /// Generation of the latest drain.
     drain: u64,
     /// The latest drain each partition answered.
@@ -92,25 +99,25 @@ impl OfferLeases {
     }
 
     /// Decides the waiting claims whose drain every other slice-holding
-    /// partition has answered.
+    /// partition has answered; in the tail, every waiting claim.
     fn settle(&mut self, offer: &str, out: &mut Vec<Grant>) {
         while let Some(w) = self.waiting.front() {
             let answered = self.slices.iter().all(|(&q, &slice)| {
                 q == w.partition || slice.is_zero() || self.answered.get(&q).is_some_and(|&a| a >= w.drain)
             });
-            if !answered {
+            if !answered && !self.tail {
                 return;
             }
             let w = self.waiting.pop_front().expect("front exists");
             let amount = w.need.min(self.pool());
-            self.exhausted = amount < w.need;
+            self.tail |= amount < w.need;
             self.add(w.partition, amount);
             out.push(Grant {
                 offer: offer.into(),
                 partition: w.partition,
                 claim_id: w.claim_id,
                 amount,
-                after_drain: true,
+                after_drain: amount < w.need,
             });
         }
     }
@@ -172,7 +179,7 @@ impl Leases {
                 let budget = amount(offer, "budget", &c.budget)?;
                 let o = self.offers.entry(offer.into()).or_default();
                 if budget > o.budget {
-                    o.exhausted = false;
+                    o.tail = false;
                 }
                 o.budget = budget;
                 let grant = |o: &mut OfferLeases, amount: Decimal, after_drain: bool| {
@@ -180,13 +187,19 @@ impl Leases {
                     let claim_id = c.claim_id.clone();
                     Grant { offer: offer.into(), partition: p, claim_id, amount, after_drain }
                 };
-                if o.waiting.is_empty() && o.pool() >= need {
+                if need.is_zero() {
+                    // Ahead of need: a share while the pool is free for
+                    // the taking, else nothing; it never waits.
+                    let amount = if o.waiting.is_empty() && !o.tail { want.min(o.pool()) } else { Decimal::ZERO };
+                    out.push(grant(o, amount, false));
+                } else if o.tail {
+                    // No partition keeps slack in the tail: the pool is all
+                    // there is, and no drain could find more.
+                    let amount = need.min(o.pool());
+                    out.push(grant(o, amount, amount < need));
+                } else if o.waiting.is_empty() && o.pool() >= need {
                     let amount = want.min(o.pool());
                     out.push(grant(o, amount, false));
-                } else if o.waiting.is_empty() && o.exhausted {
-                    // Drained already, and nothing was released since.
-                    let amount = need.min(o.pool());
-                    out.push(grant(o, amount, true));
                 } else {
                     o.drain += 1;
                     let drain = o.drain;
@@ -202,9 +215,6 @@ impl Leases {
                 let released = released.min(*slice);
                 *slice -= released;
                 o.granted -= released;
-                if !released.is_zero() {
-                    o.exhausted = false;
-                }
                 let a = o.answered.entry(p).or_default();
                 *a = (*a).max(r.drain);
                 o.settle(offer, out);
@@ -233,10 +243,16 @@ impl Leases {
         self.offers.get(offer).map(|o| o.granted).unwrap_or_default()
     }
 
-    /// Whether the offer's budget is used up: a drain found less than its
-    /// claim needed, and nothing was released since.
+    /// Whether the offer is in its tail: a drain found less than its claim
+    /// needed, and the budget was not raised since.
+    pub fn tail(&self, offer: &str) -> bool {
+        self.offers.get(offer).is_some_and(|o| o.tail)
+    }
+
+    /// Whether the offer's budget is used up: in the tail, with nothing in
+    /// the pool.
     pub fn exhausted(&self, offer: &str) -> bool {
-        self.offers.get(offer).is_some_and(|o| o.exhausted)
+        self.offers.get(offer).is_some_and(|o| o.tail && o.pool().is_zero())
     }
 
     /// What no partition holds of the offer's budget.
@@ -317,9 +333,17 @@ pub struct PartBudget {
     /// Offers whose claim was decided after a drain for the held event:
     /// a shortfall on them is final.
     pub final_for: Vec<OfferIdx>,
-    /// Offers whose live value went down (reversal, refund) since the last
-    /// look: freed budget to give back if the offer is exhausted.
+    /// Offers in their tail whose slack this partition may hold: to give
+    /// back at once (what a reversal or refund freed, or what an event did
+    /// not spend of a grant).
     pub freed: Vec<OfferIdx>,
+    /// Offers whose live value the event being applied changed.
+    pub touched: Vec<OfferIdx>,
+    /// The largest single reward value spent per offer: claims ask for
+    /// room for more than one such reward.
+    pub largest: FxHashMap<OfferIdx, Decimal>,
+    /// Claims ahead of need written and not yet read back: offer, claim id.
+    pub ahead: Vec<(OfferIdx, Box<str>)>,
 }
 
 impl PartBudget {
@@ -410,8 +434,12 @@ impl Budgets for PartitionBudgets<'_> {
 
     fn spent(&mut self, _: &OfferBook, idx: OfferIdx, delta: Decimal) {
         *self.part.used.entry(idx).or_default() += delta;
-        if delta < Decimal::ZERO && !self.part.freed.contains(&idx) {
-            self.part.freed.push(idx);
+        if delta > Decimal::ZERO {
+            let largest = self.part.largest.entry(idx).or_default();
+            *largest = (*largest).max(delta);
+        }
+        if !self.part.touched.contains(&idx) {
+            self.part.touched.push(idx);
         }
     }
 }
@@ -480,7 +508,7 @@ mod tests {
                 "release 0 45 1",
                 "release 1 0 1",
             ],
-            &["0 a 60", "1 b 40", "2 c 10 drained"],
+            &["0 a 60", "1 b 40", "2 c 10"],
             &["0=15", "1=40", "2=10"],
         );
     }
@@ -489,27 +517,68 @@ mod tests {
     fn a_drain_refills_the_pool_for_later_claims() {
         check(
             &["claim 0 a 10 100 100", "claim 1 b 10 10 100", "release 0 70 1", "claim 3 d 5 50 100"],
-            &["0 a 100", "1 b 10 drained", "3 d 50"],
+            &["0 a 100", "1 b 10", "3 d 50"],
             &["0=30", "1=10", "3=50"],
         );
     }
 
     #[test]
-    fn an_exhausted_offer_decides_claims_at_once_until_something_is_released() {
+    fn in_the_tail_claims_are_decided_at_once_from_what_is_released() {
         check(
             &[
                 "claim 0 a 100 100 100",
                 "claim 1 b 5 5 100",
                 "release 0 0 1",
-                // Exhausted: decided at once, no drain.
+                // The tail: decided at once, no drain.
                 "claim 1 c 5 5 100",
-                // A refund freed 3 on partition 0: the pool has it again.
+                // A refund freed 3 on partition 0: the pool has it again,
+                // and the next claim takes it without a drain.
                 "release 0 3 0",
                 "claim 1 d 5 5 100",
-                "release 0 0 3",
+                "release 0 2 0",
+                "claim 2 e 1 9 100",
             ],
-            &["0 a 100", "1 b 0 drained", "1 c 0 drained", "1 d 3 drained"],
-            &["0=97", "1=3"],
+            &["0 a 100", "1 b 0 drained", "1 c 0 drained", "1 d 3 drained", "2 e 1"],
+            &["0=95", "1=3", "2=1"],
+        );
+    }
+
+    #[test]
+    fn claims_ahead_take_a_share_and_never_wait() {
+        check(
+            &[
+                "claim 0 a 0 30 100",
+                "claim 1 b 0 80 100",
+                // Nothing left: a claim ahead gets nothing and starts no drain.
+                "claim 2 c 0 10 100",
+                "claim 3 d 5 5 100",
+                // A drain is on: a claim ahead gets nothing.
+                "release 1 40 0",
+                "claim 2 e 0 10 100",
+                "release 0 0 1",
+                "release 1 0 1",
+                "claim 2 f 0 10 100",
+            ],
+            &["0 a 30", "1 b 70", "2 c 0", "2 e 0", "3 d 5", "2 f 10"],
+            &["0=30", "1=30", "2=10", "3=5"],
+        );
+    }
+
+    #[test]
+    fn a_larger_budget_ends_the_tail() {
+        check(
+            &["claim 0 a 50 50 50", "claim 1 b 5 5 50", "release 0 0 1", "claim 1 c 0 5 50", "claim 1 d 0 10 100"],
+            &["0 a 50", "1 b 0 drained", "1 c 0", "1 d 10"],
+            &["0=50", "1=10"],
+        );
+    }
+
+    #[test]
+    fn the_tail_decides_every_waiting_claim() {
+        check(
+            &["claim 0 a 90 90 100", "claim 1 b 20 20 100", "claim 2 c 5 5 100", "release 0 0 2"],
+            &["0 a 90", "1 b 10 drained", "2 c 0 drained"],
+            &["0=90", "1=10"],
         );
     }
 

@@ -22,13 +22,16 @@
 //! rebuilt from the restored rewards.
 //!
 //! Budgets are leased ([`crate::budget`]): a partition spends only its slice
-//! of a budget. An event that needs more is *held*: claims for more go into
-//! the open transaction, the partition is paused, and once the budget log
-//! (read by this loop) has decided the claims the partition is rewound to
-//! the held record and resumed. Drains that other partitions' claims start
-//! are answered with releases in the next transaction.
+//! of a budget, and claims the next share ahead of need, in the open
+//! transaction, when its slack runs low. An event that needs more than the
+//! slice is *held*: claims for more go into the open transaction, and the
+//! partition's later records wait in memory (its *backlog*; the partition
+//! is paused only if that fills) until the budget log (read by this loop)
+//! has decided the claims; then the held record and the backlog are
+//! processed in order. Drains that other partitions' claims start are
+//! answered with releases in the next transaction.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -101,6 +104,10 @@ pub struct Stats {
     pub budget_claims: AtomicU64,
     /// Budget releases written.
     pub budget_releases: AtomicU64,
+    /// Of the budget claims, those written ahead of need (no event held).
+    pub budget_ahead: AtomicU64,
+    /// Of the held events, those whose claim started or joined a drain.
+    pub held_for_drain: AtomicU64,
     /// Readiness, assignment and lag for the admin server, and its queries.
     pub observed: cardlink_observe::Observed,
 }
@@ -143,6 +150,15 @@ struct Part {
     budget: PartBudget,
     /// The record held until its budget claims are decided.
     held: Option<Held>,
+    /// Records that arrived after the held one, in order, to process once
+    /// its claims are decided (rather than pause and fetch them again).
+    backlog: VecDeque<OwnedRecord>,
+    /// Paused because the backlog is full: read again from after its last
+    /// record once it is processed.
+    paused: bool,
+    /// The held record's offset, from its claims' decision until it is
+    /// applied again: its grants are not slack to give back meanwhile.
+    rewound: Option<i64>,
 }
 
 /// Gives the C heap's free pages back to the system. librdkafka allocates
@@ -168,8 +184,64 @@ impl Part {
 
 /// A record held for budget.
 struct Held {
-    offset: i64,
+    record: OwnedRecord,
     claims: Vec<HeldClaim>,
+}
+
+/// Most records a held partition keeps in memory before it is paused.
+const MAX_BACKLOG: usize = 20_000;
+
+/// What the loop reads of an input record.
+#[derive(Clone, Copy)]
+struct Record<'a> {
+    partition: i32,
+    offset: i64,
+    key: Option<&'a [u8]>,
+    payload: &'a [u8],
+    timestamp: Option<i64>,
+}
+
+impl<'a> Record<'a> {
+    fn of(m: &'a BorrowedMessage<'_>) -> Self {
+        Record {
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key(),
+            payload: m.payload().unwrap_or(&[]),
+            timestamp: m.timestamp().to_millis(),
+        }
+    }
+
+    fn to_owned(self) -> OwnedRecord {
+        OwnedRecord {
+            partition: self.partition,
+            offset: self.offset,
+            key: self.key.map(Box::from),
+            payload: Box::from(self.payload),
+            timestamp: self.timestamp,
+        }
+    }
+}
+
+/// A record kept while its partition is held.
+struct OwnedRecord {
+    partition: i32,
+    offset: i64,
+    key: Option<Box<[u8]>>,
+    payload: Box<[u8]>,
+    timestamp: Option<i64>,
+}
+
+impl OwnedRecord {
+    fn record(&self) -> Record<'_> {
+        Record {
+            partition: self.partition,
+            offset: self.offset,
+            key: self.key.as_deref(),
+            payload: &self.payload,
+            timestamp: self.timestamp,
+        }
+    }
 }
 
 struct HeldClaim {
@@ -220,6 +292,9 @@ struct Core {
     /// Number of the open (or next) transaction, to tell its releases.
     txn_seq: u64,
     needs: Vec<Need>,
+    /// Partitions or offers changed: look for claims ahead at the next
+    /// budget tick.
+    sweep: bool,
 }
 
 struct Ctx {
@@ -312,6 +387,7 @@ pub fn run(
         claims: 0,
         txn_seq: 0,
         needs: Vec::new(),
+        sweep: false,
     };
     let consumer: Consumer_ = consumer_config(config)
         .create_with_context(Ctx { core: Mutex::new(core) })
@@ -370,6 +446,7 @@ fn main_loop(consumer: &Consumer_, config: &Config, stop: &AtomicBool) -> Result
         }
         while let Ok(change) = core.changes.try_recv() {
             apply_change(&mut core.book, change);
+            core.sweep = true;
         }
         {
             let Core { book, parts, stats, .. } = &*core;
@@ -378,7 +455,7 @@ fn main_loop(consumer: &Consumer_, config: &Config, stop: &AtomicBool) -> Result
         match polled {
             None => {}
             Some(Ok(m)) => {
-                if let Err(e) = core.process(consumer, &m) {
+                if let Err(e) = core.process(consumer, Record::of(&m)) {
                     core.recover(consumer, e, &[])?;
                 }
             }
@@ -386,7 +463,12 @@ fn main_loop(consumer: &Consumer_, config: &Config, stop: &AtomicBool) -> Result
         }
         if core.budget_polled.elapsed() >= BUDGET_EVERY {
             core.budget_polled = Instant::now();
-            if let Err(e) = core.follow_budget(consumer).and_then(|()| core.answer_drains()) {
+            if let Err(e) = core
+                .follow_budget()
+                .and_then(|()| core.drain_backlogs(consumer))
+                .and_then(|()| core.answer_drains())
+                .and_then(|()| core.sweep())
+            {
                 core.recover(consumer, e, &[])?;
             }
         }
@@ -544,35 +626,74 @@ impl Core {
         self.leases.any_waiting() || self.parts.values().any(|p| p.held.is_some())
     }
 
-    /// Processes one input record inside the open transaction.
-    fn process(&mut self, consumer: &Consumer_, m: &BorrowedMessage<'_>) -> Result<(), Error> {
-        let p = m.partition();
-        match self.parts.get(&p) {
+    /// Processes one input record inside the open transaction; a record of
+    /// a held partition joins its backlog.
+    fn process(&mut self, consumer: &Consumer_, m: Record<'_>) -> Result<(), Error> {
+        let p = m.partition;
+        match self.parts.get_mut(&p) {
             None => {
                 // Not ours (any more): librdkafka drops such records itself;
                 // this is only a guard.
                 log::warn!("record of unassigned partition {p} skipped");
                 return Ok(());
             }
-            // Fetched before the partition was paused: it is read again
-            // from the held record on.
-            Some(part) if part.held.is_some() => return Ok(()),
+            Some(part) if part.held.is_some() || !part.backlog.is_empty() => {
+                let last = part
+                    .backlog
+                    .back()
+                    .map_or_else(|| part.held.as_ref().map_or(-1, |h| h.record.offset), |r| r.offset);
+                // Anything at or before the last kept record is a record
+                // fetched again: it is kept already.
+                if m.offset > last {
+                    part.backlog.push_back(m.to_owned());
+                    if part.backlog.len() >= MAX_BACKLOG && !part.paused {
+                        part.paused = true;
+                        let mut tpl = TopicPartitionList::new();
+                        tpl.add_partition(&self.config.topics.events, p);
+                        consumer.pause(&tpl).map_err(|e| Error::kafka(format!("pausing partition {p}"), e))?;
+                    }
+                }
+                return Ok(());
+            }
             Some(_) => {}
         }
+        self.process_now(m)
+    }
+
+    /// Processes a record of a partition that holds none.
+    fn process_now(&mut self, m: Record<'_>) -> Result<(), Error> {
+        let p = m.partition;
         self.begin()?;
-        let Core { config, mode, producer, book, parts, txn, counters, buf, leases, needs, .. } = self;
+        let Core {
+            config,
+            mode,
+            producer,
+            book,
+            parts,
+            txn,
+            counters,
+            buf,
+            leases,
+            needs,
+            budget_topic,
+            claim_prefix,
+            claims,
+            stats,
+            event_partitions,
+            ..
+        } = self;
         let txn = txn.as_mut().expect("begun above");
         let part = parts.get_mut(&p).expect("checked above");
         let before = part.next;
-        part.next = Some(m.offset() + 1);
+        part.next = Some(m.offset + 1);
         txn.records += 1;
-        self.stats.consumed.fetch_add(1, Ordering::Relaxed);
-        let payload = m.payload().unwrap_or(&[]);
-        let ts = m.timestamp().to_millis();
+        stats.consumed.fetch_add(1, Ordering::Relaxed);
+        let payload = m.payload;
+        let ts = m.timestamp;
         let topics = &config.topics;
         if *mode == Mode::PassThrough {
             let mut r = BaseRecord::to(&topics.rewards).payload(payload);
-            if let Some(k) = m.key() {
+            if let Some(k) = m.key {
                 r = r.key(k);
             }
             if let Some(ts) = ts {
@@ -619,14 +740,36 @@ impl Core {
                     if outcome != Ok(Applied::Held) {
                         part.budget.final_for.clear();
                     }
+                    if part.rewound.is_some_and(|o| m.offset >= o) {
+                        part.rewound = None;
+                    }
+                    if !part.budget.touched.is_empty() {
+                        let mut w = ClaimWriter {
+                            producer,
+                            topic: budget_topic,
+                            prefix: claim_prefix,
+                            seq: claims,
+                            stats,
+                            partitions: *event_partitions,
+                        };
+                        for idx in std::mem::take(&mut part.budget.touched) {
+                            if leases.tail(&book.slot(idx).offer.id) {
+                                if !part.budget.freed.contains(&idx) {
+                                    part.budget.freed.push(idx);
+                                }
+                            } else {
+                                w.claim_ahead(book, leases, part, p, idx)?;
+                            }
+                        }
+                    }
                     match outcome {
                         Ok(Applied::Held) => {
                             // Not processed: the partition waits for more
                             // budget and reads this record again.
                             part.next = before;
                             txn.records -= 1;
-                            self.stats.consumed.fetch_sub(1, Ordering::Relaxed);
-                            return self.hold(consumer, p, m.offset());
+                            stats.consumed.fetch_sub(1, Ordering::Relaxed);
+                            return self.hold(m);
                         }
                         Ok(Applied::Processed) => {
                             counters.processed += 1;
@@ -647,7 +790,7 @@ impl Core {
                                 &rejection,
                                 Some(raw),
                                 payload,
-                                format!("{}/{p}@{}", topics.events, m.offset()),
+                                format!("{}/{p}@{}", topics.events, m.offset),
                             );
                             txn.dead_letters += 1;
                             send_dead_letter(producer, config, d, ts)?;
@@ -667,7 +810,7 @@ impl Core {
                 &rejection,
                 raw.as_ref().ok(),
                 payload,
-                format!("{}/{p}@{}", topics.events, m.offset()),
+                format!("{}/{p}@{}", topics.events, m.offset),
             );
             txn.dead_letters += 1;
             send_dead_letter(producer, config, d, ts)?;
@@ -787,7 +930,7 @@ impl Core {
         for &p in &touched {
             self.drop_partition(p);
         }
-        self.restore(consumer, &touched)?;
+        self.restore(&touched)?;
         let mut tpl = TopicPartitionList::new();
         for &p in &touched {
             tpl.add_partition(&self.config.topics.events, p);
@@ -827,7 +970,7 @@ impl Core {
 
     /// Reads partitions' state from the changelog (committed records, to
     /// the last stable offset) and counts their rewards into the budgets.
-    fn restore(&mut self, consumer: &Consumer_, partitions: &[i32]) -> Result<(), Error> {
+    fn restore(&mut self, partitions: &[i32]) -> Result<(), Error> {
         if self.mode == Mode::PassThrough {
             for &p in partitions {
                 self.parts.insert(p, Part::new(&self.config));
@@ -884,7 +1027,7 @@ impl Core {
         release_free_memory();
         // The slices of the restored partitions must include every release
         // their previous owners committed: read the budget log anew.
-        self.reload_budget(consumer)
+        self.reload_budget()
     }
 
     fn on_assign(&mut self, consumer: &Consumer_, tpl: &TopicPartitionList) {
@@ -906,7 +1049,7 @@ impl Core {
         };
         self.stats.observed.restoring();
         let new: Vec<i32> = partitions.iter().copied().filter(|p| !self.parts.contains_key(p)).collect();
-        if let Err(e) = self.restore(consumer, &new) {
+        if let Err(e) = self.restore(&new) {
             self.failed = Some(e);
             return;
         }
@@ -927,6 +1070,7 @@ impl Core {
             return;
         }
         self.stats.observed.assigned(&partitions);
+        self.sweep = true;
     }
 
     fn on_revoke(&mut self, consumer: &Consumer_, tpl: &TopicPartitionList) {
@@ -951,42 +1095,77 @@ impl Core {
         }
     }
 
-    /// Holds the record at `offset` of partition `p`: claims what it needs
-    /// (in the open transaction) and pauses the partition until the claims
-    /// are decided.
-    fn hold(&mut self, consumer: &Consumer_, p: i32, offset: i64) -> Result<(), Error> {
-        let Core { book, leases, parts, needs, producer, budget_topic, stats, .. } = self;
+    /// Holds a record: claims what it needs (in the open transaction), and
+    /// keeps it and its partition's later records until the claims are
+    /// decided.
+    fn hold(&mut self, m: Record<'_>) -> Result<(), Error> {
+        let p = m.partition;
+        let Core { book, leases, parts, needs, producer, budget_topic, stats, claim_prefix, claims: seq, .. } = self;
         let part = parts.get_mut(&p).expect("held by us");
+        let mut w = ClaimWriter {
+            producer,
+            topic: budget_topic,
+            prefix: claim_prefix,
+            seq,
+            stats,
+            partitions: self.event_partitions,
+        };
         let mut claims = Vec::with_capacity(needs.len());
         for need in needs.drain(..) {
             let offer = &book.slot(need.idx).offer;
-            let Some(budget) = offer.budget else { continue };
-            // A share of what is left, so that claims are rare while much is
-            // left and small when little is.
-            let pool = leases.pool(&offer.id).unwrap_or(budget);
-            let share = (pool / Decimal::from(4 * self.event_partitions))
-                .round_dp_with_strategy(offer.value_digits(), RoundingStrategy::ToZero);
-            self.claims += 1;
-            let id = format!("{}-{}", self.claim_prefix, self.claims);
-            let bytes = claim_record(&offer.id, p, &id, need.amount, need.amount.max(share), budget);
-            let record = BaseRecord::to(budget_topic.as_str()).key(offer.id.as_bytes()).payload(&bytes[..]);
-            send(producer, record).map_err(|e| Error::kafka("writing a budget claim", e))?;
-            stats.budget_claims.fetch_add(1, Ordering::Relaxed);
+            if offer.budget.is_none() {
+                continue;
+            }
+            // Room for this reward and one more like the largest yet, or a
+            // share of what is left if that is more.
+            let largest = part.budget.largest.get(&need.idx).copied().unwrap_or_default();
+            let want = (need.amount + largest).max(w.share(leases, offer));
+            if !leases.tail(&offer.id) && leases.pool(&offer.id).is_some_and(|pool| pool < need.amount) {
+                w.stats.held_for_drain.fetch_add(1, Ordering::Relaxed);
+            }
+            let id = w.claim(offer, p, need.amount, want)?;
             claims.push(HeldClaim { id, offer: need.idx, decided: false, after_drain: false });
         }
         stats.held.fetch_add(1, Ordering::Relaxed);
         part.fence = true;
-        part.held = Some(Held { offset, claims });
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(&self.config.topics.events, p);
-        consumer.pause(&tpl).map_err(|e| Error::kafka(format!("pausing partition {p}"), e))?;
-        log::debug!("partition {p} holds offset {offset} for budget");
+        part.held = Some(Held { record: m.to_owned(), claims });
+        log::debug!("partition {p} holds offset {} for budget", m.offset);
+        Ok(())
+    }
+
+    /// Processes the backlogs of partitions whose claims are decided, until
+    /// each is empty or held again; a partition paused for a full backlog
+    /// reads on from after its last record.
+    fn drain_backlogs(&mut self, consumer: &Consumer_) -> Result<(), Error> {
+        let ready: Vec<i32> =
+            self.parts.iter().filter(|(_, p)| p.held.is_none() && !p.backlog.is_empty()).map(|(&p, _)| p).collect();
+        for p in ready {
+            while let Some(part) = self.parts.get_mut(&p) {
+                if part.held.is_some() {
+                    break;
+                }
+                let Some(r) = part.backlog.pop_front() else {
+                    if std::mem::take(&mut part.paused) {
+                        let at = part.next.unwrap_or(part.position);
+                        let topic = &self.config.topics.events;
+                        consumer
+                            .seek(topic, p, Offset::Offset(at), Duration::from_secs(10))
+                            .map_err(|e| Error::Fatal(format!("moving partition {p} to {at}: {e}")))?;
+                        let mut tpl = TopicPartitionList::new();
+                        tpl.add_partition(topic, p);
+                        consumer.resume(&tpl).map_err(|e| Error::kafka(format!("resuming partition {p}"), e))?;
+                    }
+                    break;
+                };
+                self.process_now(r.record())?;
+            }
+        }
         Ok(())
     }
 
     /// Folds what the budget log has new, and resumes the partitions whose
     /// claims are decided.
-    fn follow_budget(&mut self, consumer: &Consumer_) -> Result<(), Error> {
+    fn follow_budget(&mut self) -> Result<(), Error> {
         let Some(reader) = &self.budget_reader else { return Ok(()) };
         let mut grants = Vec::new();
         for _ in 0..10_000 {
@@ -998,14 +1177,16 @@ impl Core {
                 Some(Err(e)) => log::warn!("reading {}: {e}", self.budget_topic),
             }
         }
-        self.decide(consumer, &grants)
+        self.decide(&grants);
+        Ok(())
     }
 
     /// Marks held claims decided; a partition whose claims are all decided
-    /// is rewound to its held record and resumed.
-    fn decide(&mut self, consumer: &Consumer_, grants: &[Grant]) -> Result<(), Error> {
+    /// has its held record put back first in its backlog.
+    fn decide(&mut self, grants: &[Grant]) {
         for g in grants {
             let Some(part) = self.parts.get_mut(&g.partition) else { continue };
+            part.budget.ahead.retain(|(_, id)| **id != *g.claim_id);
             let Some(held) = &mut part.held else { continue };
             let Some(claim) = held.claims.iter_mut().find(|c| c.id == g.claim_id) else { continue };
             claim.decided = true;
@@ -1017,16 +1198,10 @@ impl Core {
             for c in held.claims.iter().filter(|c| c.after_drain) {
                 part.budget.final_for.push(c.offer);
             }
-            let topic = &self.config.topics.events;
-            consumer
-                .seek(topic, g.partition, Offset::Offset(held.offset), Duration::from_secs(10))
-                .map_err(|e| Error::Fatal(format!("rewinding partition {} to {}: {e}", g.partition, held.offset)))?;
-            let mut tpl = TopicPartitionList::new();
-            tpl.add_partition(topic, g.partition);
-            consumer.resume(&tpl).map_err(|e| Error::kafka(format!("resuming partition {}", g.partition), e))?;
-            log::debug!("partition {} resumes at {} with more budget", g.partition, held.offset);
+            log::debug!("partition {} goes on at {} with more budget", g.partition, held.record.offset);
+            part.rewound = Some(held.record.offset);
+            part.backlog.push_front(held.record);
         }
-        Ok(())
     }
 
     /// Answers the drains other partitions' claims started, and gives back
@@ -1041,14 +1216,26 @@ impl Core {
             if self.leases.any_waiting() {
                 for (offer, drain) in self.leases.owed(p) {
                     if !part.budget.answering(offer, drain) {
-                        let slack = part.budget.slack(&self.leases, offer, self.book.find(offer), p);
-                        releases.push((p, offer.into(), slack.max(Decimal::ZERO), drain));
+                        // A held event spends its partition's slack and
+                        // grants once applied: giving them away would only
+                        // make it claim again (and two held partitions
+                        // could take turns forever).
+                        let slack = if part.held.is_some() || part.rewound.is_some() {
+                            Decimal::ZERO
+                        } else {
+                            part.budget.slack(&self.leases, offer, self.book.find(offer), p).max(Decimal::ZERO)
+                        };
+                        releases.push((p, offer.into(), slack, drain));
                     }
                 }
             }
+            if part.held.is_some() || part.rewound.is_some() {
+                // Its grants wait for the held event: give back later.
+                continue;
+            }
             for idx in std::mem::take(&mut part.budget.freed) {
                 let offer = &self.book.slot(idx).offer.id;
-                if self.leases.exhausted(offer) && !releases.iter().any(|r| r.0 == p && &r.1 == offer) {
+                if self.leases.tail(offer) && !releases.iter().any(|r| r.0 == p && &r.1 == offer) {
                     let slack = part.budget.slack(&self.leases, offer, Some(idx), p);
                     if slack > Decimal::ZERO {
                         releases.push((p, offer.clone(), slack, 0));
@@ -1073,10 +1260,44 @@ impl Core {
         Ok(())
     }
 
+    /// Claims ahead for every budgeted offer on every partition held, after
+    /// an assignment or a change of offers (a partition's first claim of an
+    /// offer would otherwise hold its first event that needs it).
+    fn sweep(&mut self) -> Result<(), Error> {
+        if !std::mem::take(&mut self.sweep) || self.budget_reader.is_none() {
+            return Ok(());
+        }
+        let budgeted: Vec<OfferIdx> = self
+            .book
+            .slots()
+            .filter(|(_, s)| s.active && s.offer.budget.is_some() && !self.leases.tail(&s.offer.id))
+            .map(|(idx, _)| idx)
+            .collect();
+        if budgeted.is_empty() {
+            return Ok(());
+        }
+        self.begin()?;
+        let Core { book, leases, parts, producer, budget_topic, stats, claim_prefix, claims: seq, .. } = self;
+        let mut w = ClaimWriter {
+            producer,
+            topic: budget_topic,
+            prefix: claim_prefix,
+            seq,
+            stats,
+            partitions: self.event_partitions,
+        };
+        for (&p, part) in parts.iter_mut() {
+            for &idx in &budgeted {
+                w.claim_ahead(book, leases, part, p, idx)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Reads the budget log from the beginning to its end, anew, and
     /// follows it from there. Releases this instance committed are in it
     /// then; only those of the open transaction stay pending.
-    fn reload_budget(&mut self, consumer: &Consumer_) -> Result<(), Error> {
+    fn reload_budget(&mut self) -> Result<(), Error> {
         if self.mode == Mode::PassThrough {
             return Ok(());
         }
@@ -1093,13 +1314,14 @@ impl Core {
         for part in self.parts.values_mut() {
             part.budget.retain_releasing(|r| r.txn.is_some());
         }
-        self.decide(consumer, &grants)
+        self.decide(&grants);
+        Ok(())
     }
 
     fn report(&self) {
         let s = &self.stats;
         log::info!(
-            "consumed {} committed {} transactions {} aborted {} rewards {} dead letters {}; budget: {} held, {} claims, {} releases; holding {} partitions, {} cards",
+            "consumed {} committed {} transactions {} aborted {} rewards {} dead letters {}; budget: {} held ({} for a drain), {} claims ({} ahead), {} releases; holding {} partitions, {} cards",
             s.consumed.load(Ordering::Relaxed),
             s.committed.load(Ordering::Relaxed),
             s.transactions.load(Ordering::Relaxed),
@@ -1107,11 +1329,90 @@ impl Core {
             s.rewards.load(Ordering::Relaxed),
             s.dead_letters.load(Ordering::Relaxed),
             s.held.load(Ordering::Relaxed),
+            s.held_for_drain.load(Ordering::Relaxed),
             s.budget_claims.load(Ordering::Relaxed),
+            s.budget_ahead.load(Ordering::Relaxed),
             s.budget_releases.load(Ordering::Relaxed),
             self.parts.len(),
             self.parts.values().map(|p| p.store.len()).sum::<usize>(),
         );
+    }
+}
+
+/// Writes budget claims into the open transaction.
+struct ClaimWriter<'a> {
+    producer: &'a TxProducer,
+    topic: &'a str,
+    /// Makes claim ids unique across instances and restarts.
+    prefix: &'a str,
+    seq: &'a mut u64,
+    stats: &'a Stats,
+    /// Partitions of the input.
+    partitions: u32,
+}
+
+impl ClaimWriter<'_> {
+    /// A share of what is left of `offer`'s budget: a quarter of the pool
+    /// divided among the input partitions, so that claims are rare while
+    /// much is left and small when little is.
+    fn share(&self, leases: &Leases, offer: &cardlink_core::Offer) -> Decimal {
+        let budget = offer.budget.unwrap_or_default();
+        let pool = leases.pool(&offer.id).unwrap_or(budget);
+        (pool / Decimal::from(4 * self.partitions))
+            .round_dp_with_strategy(offer.value_digits(), RoundingStrategy::ToZero)
+    }
+
+    /// Writes a claim of `p` for `offer` and returns its id.
+    fn claim(&mut self, offer: &cardlink_core::Offer, p: i32, need: Decimal, want: Decimal) -> Result<String, Error> {
+        *self.seq += 1;
+        let id = format!("{}-{}", self.prefix, self.seq);
+        let budget = offer.budget.unwrap_or_default();
+        let bytes = claim_record(&offer.id, p, &id, need, want, budget);
+        let record = BaseRecord::to(self.topic).key(offer.id.as_bytes()).payload(&bytes[..]);
+        send(self.producer, record).map_err(|e| Error::kafka("writing a budget claim", e))?;
+        self.stats.budget_claims.fetch_add(1, Ordering::Relaxed);
+        Ok(id)
+    }
+
+    /// Claims ahead of need (need zero: it never waits and nothing waits
+    /// for it) when `p`'s slack of the offer in `idx` is below half a
+    /// share and no claim of it is on its way: the next share usually
+    /// arrives before the slack runs out, and no event is held.
+    fn claim_ahead(
+        &mut self,
+        book: &OfferBook,
+        leases: &Leases,
+        part: &mut Part,
+        p: i32,
+        idx: OfferIdx,
+    ) -> Result<(), Error> {
+        let offer = &book.slot(idx).offer;
+        if offer.budget.is_none()
+            || part.held.is_some()
+            || part.budget.ahead.iter().any(|(i, _)| *i == idx)
+            || leases.tail(&offer.id)
+        {
+            return Ok(());
+        }
+        // Low: below the largest reward yet, or below half a share (slack
+        // < share / 2, without a division on every event).
+        let pool = leases.pool(&offer.id).or(offer.budget).unwrap_or_default();
+        let slack = part.budget.slack(leases, &offer.id, Some(idx), p);
+        let largest = part.budget.largest.get(&idx).copied().unwrap_or_default();
+        if slack >= largest && slack * Decimal::from(8 * self.partitions) >= pool {
+            return Ok(());
+        }
+        let want = self.share(leases, offer).max(largest * Decimal::TWO);
+        if want.is_zero() || pool.is_zero() {
+            return Ok(());
+        }
+        let id = self.claim(offer, p, Decimal::ZERO, want)?;
+        part.budget.ahead.push((idx, id.into()));
+        // The claim commits with the partition's offsets: a zombie owner's
+        // claims are fenced with its transaction.
+        part.fence = true;
+        self.stats.budget_ahead.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 }
 
