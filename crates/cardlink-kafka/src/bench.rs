@@ -203,6 +203,8 @@ fn latency(base: &Config, opts: &BenchOptions, mode: Mode, tag: &str) -> Result<
         })
     };
     let mut samples = Vec::with_capacity(events as usize);
+    // Latencies by the second they were read in (Unix time).
+    let mut per_sec: std::collections::BTreeMap<i64, Vec<f64>> = Default::default();
     let mut quiet_since = Instant::now();
     loop {
         match reader.poll(Duration::from_millis(50)) {
@@ -210,6 +212,7 @@ fn latency(base: &Config, opts: &BenchOptions, mode: Mode, tag: &str) -> Result<
                 if let Some(ts) = m.timestamp().to_millis() {
                     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
                     samples.push((now - ts) as f64);
+                    per_sec.entry(now / 1000).or_insert_with(Vec::new).push((now - ts) as f64);
                 }
                 quiet_since = Instant::now();
             }
@@ -228,6 +231,16 @@ fn latency(base: &Config, opts: &BenchOptions, mode: Mode, tag: &str) -> Result<
     running.stop()?;
     cleanup(&config);
     let n = samples.len();
+    for (sec, mut v) in per_sec {
+        v.sort_by(f64::total_cmp);
+        eprintln!(
+            "LAT {sec} n {} p50 {} p99 {} max {}",
+            v.len(),
+            percentile(&v, 0.5),
+            percentile(&v, 0.99),
+            v[v.len() - 1]
+        );
+    }
     samples.sort_by(f64::total_cmp);
     Ok((samples, n))
 }

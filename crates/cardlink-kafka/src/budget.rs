@@ -339,9 +339,6 @@ pub struct PartBudget {
     pub freed: Vec<OfferIdx>,
     /// Offers whose live value the event being applied changed.
     pub touched: Vec<OfferIdx>,
-    /// The largest single reward value spent per offer: claims ask for
-    /// room for more than one such reward.
-    pub largest: FxHashMap<OfferIdx, Decimal>,
     /// Claims ahead of need written and not yet read back: offer, claim id.
     pub ahead: Vec<(OfferIdx, Box<str>)>,
 }
@@ -413,6 +410,20 @@ pub struct PartitionBudgets<'a> {
     pub partition: i32,
     /// Shortfalls that hold the event.
     pub needs: &'a mut Vec<Need>,
+    /// The largest single reward value spent per offer, over the
+    /// instance's partitions.
+    pub largest: &'a mut FxHashMap<OfferIdx, Decimal>,
+}
+
+/// The size of reward that claims of `offer` make room for: the largest
+/// spent yet (`largest`), else what the offer tells (its fixed value or its
+/// cap), so that a partition's first claim is not too small for one reward.
+pub fn reward_hint(offer: &cardlink_core::Offer, largest: Option<Decimal>) -> Decimal {
+    let told = match offer.reward {
+        cardlink_core::offer::RewardRule::Fixed(v) => Some(v),
+        _ => offer.max_reward,
+    };
+    largest.unwrap_or_default().max(told.unwrap_or_default())
 }
 
 impl Budgets for PartitionBudgets<'_> {
@@ -435,7 +446,7 @@ impl Budgets for PartitionBudgets<'_> {
     fn spent(&mut self, _: &OfferBook, idx: OfferIdx, delta: Decimal) {
         *self.part.used.entry(idx).or_default() += delta;
         if delta > Decimal::ZERO {
-            let largest = self.part.largest.entry(idx).or_default();
+            let largest = self.largest.entry(idx).or_default();
             *largest = (*largest).max(delta);
         }
         if !self.part.touched.contains(&idx) {

@@ -53,6 +53,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::budget::{
     BudgetOp, BudgetRecord, Grant, Leases, Need, PartBudget, PartitionBudgets, Releasing, claim_record, release_record,
+    reward_hint,
 };
 
 use crate::codec::apply_change;
@@ -108,6 +109,8 @@ pub struct Stats {
     pub budget_ahead: AtomicU64,
     /// Of the held events, those whose claim started or joined a drain.
     pub held_for_drain: AtomicU64,
+    /// Time from holds to their claims' decisions, summed.
+    pub held_micros: AtomicU64,
     /// Readiness, assignment and lag for the admin server, and its queries.
     pub observed: cardlink_observe::Observed,
 }
@@ -127,6 +130,10 @@ type TxProducer = ThreadedProducer<DefaultProducerContext>;
 /// Largest changelog record (one card's state); the state topic is created
 /// to accept it.
 pub const MAX_STATE_BYTES: usize = 16 * 1024 * 1024;
+
+/// How long a transaction holding a claim or a drain's answer stays open:
+/// a held event waits for its commit, so it comes before the cadence.
+const URGENT_COMMIT: Duration = Duration::from_millis(5);
 
 /// How often the loop reads the budget log and answers drains.
 const BUDGET_EVERY: Duration = Duration::from_millis(5);
@@ -186,6 +193,7 @@ impl Part {
 struct Held {
     record: OwnedRecord,
     claims: Vec<HeldClaim>,
+    since: Instant,
 }
 
 /// Most records a held partition keeps in memory before it is paused.
@@ -254,6 +262,9 @@ struct HeldClaim {
 /// The open transaction's tallies.
 struct Txn {
     began: Instant,
+    /// Holds budget records that a held event (here or elsewhere) waits
+    /// for: committed after [`URGENT_COMMIT`] rather than the cadence.
+    urgent: bool,
     records: u64,
     rewards: u64,
     dead_letters: u64,
@@ -292,6 +303,8 @@ struct Core {
     /// Number of the open (or next) transaction, to tell its releases.
     txn_seq: u64,
     needs: Vec<Need>,
+    /// The largest single reward value spent per budgeted offer here.
+    largest: FxHashMap<OfferIdx, Decimal>,
     /// Partitions or offers changed: look for claims ahead at the next
     /// budget tick.
     sweep: bool,
@@ -387,6 +400,7 @@ pub fn run(
         claims: 0,
         txn_seq: 0,
         needs: Vec::new(),
+        largest: FxHashMap::default(),
         sweep: false,
     };
     let consumer: Consumer_ = consumer_config(config)
@@ -435,7 +449,10 @@ fn main_loop(consumer: &Consumer_, config: &Config, stop: &AtomicBool) -> Result
             // Held partitions wait for the budget log: look at it often.
             let idle = if core.waiting_for_budget() { BUDGET_EVERY } else { Duration::from_millis(100) };
             match &core.txn {
-                Some(t) => interval.saturating_sub(t.began.elapsed()).min(idle),
+                Some(t) => {
+                    let due = if t.urgent { URGENT_COMMIT } else { interval };
+                    due.saturating_sub(t.began.elapsed()).min(idle)
+                }
                 None => idle,
             }
         };
@@ -473,7 +490,8 @@ fn main_loop(consumer: &Consumer_, config: &Config, stop: &AtomicBool) -> Result
             }
         }
         if let Some(t) = &core.txn {
-            if t.records >= max_records || t.began.elapsed() >= interval {
+            let age = t.began.elapsed();
+            if t.records >= max_records || age >= interval || (t.urgent && age >= URGENT_COMMIT) {
                 if let Err(e) = core.commit(consumer) {
                     core.recover(consumer, e, &[])?;
                 }
@@ -616,7 +634,7 @@ impl Core {
     fn begin(&mut self) -> Result<(), Error> {
         if self.txn.is_none() {
             self.producer.begin_transaction().map_err(|e| Error::kafka("beginning a transaction", e))?;
-            self.txn = Some(Txn { began: Instant::now(), records: 0, rewards: 0, dead_letters: 0 });
+            self.txn = Some(Txn { began: Instant::now(), urgent: false, records: 0, rewards: 0, dead_letters: 0 });
         }
         Ok(())
     }
@@ -680,6 +698,7 @@ impl Core {
             claims,
             stats,
             event_partitions,
+            largest,
             ..
         } = self;
         let txn = txn.as_mut().expect("begun above");
@@ -733,8 +752,13 @@ impl Core {
                         failed = send(producer, r).err();
                     };
                     needs.clear();
-                    let mut budgets =
-                        PartitionBudgets { leases, part: &mut part.budget, partition: p, needs: &mut *needs };
+                    let mut budgets = PartitionBudgets {
+                        leases,
+                        part: &mut part.budget,
+                        partition: p,
+                        needs: &mut *needs,
+                        largest: &mut *largest,
+                    };
                     let outcome = apply_with(book, &mut part.store, &event, &mut budgets, &mut sink);
                     txn.rewards += produced;
                     if outcome != Ok(Applied::Held) {
@@ -751,6 +775,7 @@ impl Core {
                             seq: claims,
                             stats,
                             partitions: *event_partitions,
+                            largest,
                         };
                         for idx in std::mem::take(&mut part.budget.touched) {
                             if leases.tail(&book.slot(idx).offer.id) {
@@ -1100,7 +1125,9 @@ impl Core {
     /// decided.
     fn hold(&mut self, m: Record<'_>) -> Result<(), Error> {
         let p = m.partition;
-        let Core { book, leases, parts, needs, producer, budget_topic, stats, claim_prefix, claims: seq, .. } = self;
+        let Core {
+            book, leases, parts, needs, producer, budget_topic, stats, claim_prefix, claims: seq, largest, ..
+        } = self;
         let part = parts.get_mut(&p).expect("held by us");
         let mut w = ClaimWriter {
             producer,
@@ -1109,6 +1136,7 @@ impl Core {
             seq,
             stats,
             partitions: self.event_partitions,
+            largest,
         };
         let mut claims = Vec::with_capacity(needs.len());
         for need in needs.drain(..) {
@@ -1118,7 +1146,7 @@ impl Core {
             }
             // Room for this reward and one more like the largest yet, or a
             // share of what is left if that is more.
-            let largest = part.budget.largest.get(&need.idx).copied().unwrap_or_default();
+            let largest = reward_hint(offer, w.largest.get(&need.idx).copied());
             let want = (need.amount + largest).max(w.share(leases, offer));
             if !leases.tail(&offer.id) && leases.pool(&offer.id).is_some_and(|pool| pool < need.amount) {
                 w.stats.held_for_drain.fetch_add(1, Ordering::Relaxed);
@@ -1128,7 +1156,10 @@ impl Core {
         }
         stats.held.fetch_add(1, Ordering::Relaxed);
         part.fence = true;
-        part.held = Some(Held { record: m.to_owned(), claims });
+        if let Some(t) = &mut self.txn {
+            t.urgent = true;
+        }
+        part.held = Some(Held { record: m.to_owned(), claims, since: Instant::now() });
         log::debug!("partition {p} holds offset {} for budget", m.offset);
         Ok(())
     }
@@ -1195,6 +1226,7 @@ impl Core {
                 continue;
             }
             let held = part.held.take().expect("checked above");
+            self.stats.held_micros.fetch_add(held.since.elapsed().as_micros() as u64, Ordering::Relaxed);
             for c in held.claims.iter().filter(|c| c.after_drain) {
                 part.budget.final_for.push(c.offer);
             }
@@ -1247,6 +1279,10 @@ impl Core {
             return Ok(());
         }
         self.begin()?;
+        if let Some(t) = &mut self.txn {
+            // Claims elsewhere wait for these answers.
+            t.urgent |= releases.iter().any(|r| r.3 > 0);
+        }
         for (p, offer, amount, drain) in releases {
             let bytes = release_record(&offer, p, amount, drain);
             let record = BaseRecord::to(self.budget_topic.as_str()).key(offer.as_bytes()).payload(&bytes[..]);
@@ -1277,7 +1313,7 @@ impl Core {
             return Ok(());
         }
         self.begin()?;
-        let Core { book, leases, parts, producer, budget_topic, stats, claim_prefix, claims: seq, .. } = self;
+        let Core { book, leases, parts, producer, budget_topic, stats, claim_prefix, claims: seq, largest, .. } = self;
         let mut w = ClaimWriter {
             producer,
             topic: budget_topic,
@@ -1285,6 +1321,7 @@ impl Core {
             seq,
             stats,
             partitions: self.event_partitions,
+            largest,
         };
         for (&p, part) in parts.iter_mut() {
             for &idx in &budgeted {
@@ -1321,7 +1358,7 @@ impl Core {
     fn report(&self) {
         let s = &self.stats;
         log::info!(
-            "consumed {} committed {} transactions {} aborted {} rewards {} dead letters {}; budget: {} held ({} for a drain), {} claims ({} ahead), {} releases; holding {} partitions, {} cards",
+            "consumed {} committed {} transactions {} aborted {} rewards {} dead letters {}; budget: {} held ({} for a drain; {:.1} ms on average), {} claims ({} ahead), {} releases; holding {} partitions, {} cards",
             s.consumed.load(Ordering::Relaxed),
             s.committed.load(Ordering::Relaxed),
             s.transactions.load(Ordering::Relaxed),
@@ -1330,6 +1367,7 @@ impl Core {
             s.dead_letters.load(Ordering::Relaxed),
             s.held.load(Ordering::Relaxed),
             s.held_for_drain.load(Ordering::Relaxed),
+            s.held_micros.load(Ordering::Relaxed) as f64 / 1000.0 / s.held.load(Ordering::Relaxed).max(1) as f64,
             s.budget_claims.load(Ordering::Relaxed),
             s.budget_ahead.load(Ordering::Relaxed),
             s.budget_releases.load(Ordering::Relaxed),
@@ -1349,6 +1387,8 @@ struct ClaimWriter<'a> {
     stats: &'a Stats,
     /// Partitions of the input.
     partitions: u32,
+    /// The largest single reward value spent per budgeted offer.
+    largest: &'a FxHashMap<OfferIdx, Decimal>,
 }
 
 impl ClaimWriter<'_> {
@@ -1398,7 +1438,7 @@ impl ClaimWriter<'_> {
         // < share / 2, without a division on every event).
         let pool = leases.pool(&offer.id).or(offer.budget).unwrap_or_default();
         let slack = part.budget.slack(leases, &offer.id, Some(idx), p);
-        let largest = part.budget.largest.get(&idx).copied().unwrap_or_default();
+        let largest = reward_hint(offer, self.largest.get(&idx).copied());
         if slack >= largest && slack * Decimal::from(8 * self.partitions) >= pool {
             return Ok(());
         }
