@@ -212,7 +212,7 @@ fn latency(base: &Config, opts: &BenchOptions, mode: Mode, tag: &str) -> Result<
                 if let Some(ts) = m.timestamp().to_millis() {
                     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
                     samples.push((now - ts) as f64);
-                    per_sec.entry(now / 1000).or_insert_with(Vec::new).push((now - ts) as f64);
+                    per_sec.entry(now / 1000).or_default().push((now - ts) as f64);
                 }
                 quiet_since = Instant::now();
             }
