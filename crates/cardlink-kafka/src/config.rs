@@ -312,6 +312,11 @@ pub struct PipelineConfig {
     /// docs/reliability.md, "State retention", for what happens to an
     /// event older than that (0 is refused).
     pub retention_days: Option<std::num::NonZeroU32>,
+    /// Most records a partition keeps in memory while one of its events
+    /// waits for a budget claim (docs/kafka.md, "Budgets"); beyond, the
+    /// partition is paused and read again from the broker once the claim
+    /// is decided.
+    pub max_held_records: usize,
 }
 
 impl Default for PipelineConfig {
@@ -329,6 +334,7 @@ impl Default for PipelineConfig {
             transaction_timeout_ms: 10_000,
             session_timeout_ms: 10_000,
             retention_days: None,
+            max_held_records: 20_000,
         }
     }
 }
@@ -467,8 +473,8 @@ impl Config {
         if p.group_id.is_empty() || p.instance_id.is_empty() || p.transactional_id_prefix.is_empty() {
             return bad("pipeline: group_id, instance_id and transactional_id_prefix must not be empty".into());
         }
-        if p.commit_max_records == 0 || p.commit_max_ms == 0 {
-            return bad("pipeline: commit_max_records and commit_max_ms must be at least 1".into());
+        if p.commit_max_records == 0 || p.commit_max_ms == 0 || p.max_held_records == 0 {
+            return bad("pipeline: commit_max_records, commit_max_ms and max_held_records must be at least 1".into());
         }
         Ok(())
     }

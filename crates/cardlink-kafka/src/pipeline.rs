@@ -111,6 +111,8 @@ pub struct Stats {
     pub held_for_drain: AtomicU64,
     /// Time from holds to their claims' decisions, summed.
     pub held_micros: AtomicU64,
+    /// Held partitions paused because their backlog was full.
+    pub held_paused: AtomicU64,
     /// Readiness, assignment and lag for the admin server, and its queries.
     pub observed: cardlink_observe::Observed,
 }
@@ -195,9 +197,6 @@ struct Held {
     claims: Vec<HeldClaim>,
     since: Instant,
 }
-
-/// Most records a held partition keeps in memory before it is paused.
-const MAX_BACKLOG: usize = 20_000;
 
 /// What the loop reads of an input record.
 #[derive(Clone, Copy)]
@@ -664,8 +663,9 @@ impl Core {
                 // fetched again: it is kept already.
                 if m.offset > last {
                     part.backlog.push_back(m.to_owned());
-                    if part.backlog.len() >= MAX_BACKLOG && !part.paused {
+                    if part.backlog.len() >= self.config.pipeline.max_held_records && !part.paused {
                         part.paused = true;
+                        self.stats.held_paused.fetch_add(1, Ordering::Relaxed);
                         let mut tpl = TopicPartitionList::new();
                         tpl.add_partition(&self.config.topics.events, p);
                         consumer.pause(&tpl).map_err(|e| Error::kafka(format!("pausing partition {p}"), e))?;
@@ -1358,7 +1358,7 @@ impl Core {
     fn report(&self) {
         let s = &self.stats;
         log::info!(
-            "consumed {} committed {} transactions {} aborted {} rewards {} dead letters {}; budget: {} held ({} for a drain; {:.1} ms on average), {} claims ({} ahead), {} releases; holding {} partitions, {} cards",
+            "consumed {} committed {} transactions {} aborted {} rewards {} dead letters {}; budget: {} held ({} for a drain, {} paused; {:.1} ms on average), {} claims ({} ahead), {} releases; holding {} partitions, {} cards",
             s.consumed.load(Ordering::Relaxed),
             s.committed.load(Ordering::Relaxed),
             s.transactions.load(Ordering::Relaxed),
@@ -1367,6 +1367,7 @@ impl Core {
             s.dead_letters.load(Ordering::Relaxed),
             s.held.load(Ordering::Relaxed),
             s.held_for_drain.load(Ordering::Relaxed),
+            s.held_paused.load(Ordering::Relaxed),
             s.held_micros.load(Ordering::Relaxed) as f64 / 1000.0 / s.held.load(Ordering::Relaxed).max(1) as f64,
             s.budget_claims.load(Ordering::Relaxed),
             s.budget_ahead.load(Ordering::Relaxed),

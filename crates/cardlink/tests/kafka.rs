@@ -67,6 +67,11 @@ impl Rng {
 
 impl World {
     fn new(test: &str, partitions: i32, formats: &str) -> Option<World> {
+        World::with_pipeline(test, partitions, formats, "")
+    }
+
+    /// A world whose `[pipeline]` section also holds `pipeline` (TOML lines).
+    fn with_pipeline(test: &str, partitions: i32, formats: &str, pipeline: &str) -> Option<World> {
         let bootstrap = bootstrap()?;
         // Hex, so that no name holds a long digit run (a card number look-alike).
         let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
@@ -79,7 +84,7 @@ impl World {
              dead_letters = \"{name}-dead-letters\"\nstate = \"{name}-state\"\npartitions = {partitions}\n\
              [formats]\n{formats}\n\
              [pipeline]\ngroup_id = \"{name}\"\ntransactional_id_prefix = \"{name}\"\n\
-             session_timeout_ms = 6000\ntransaction_timeout_ms = 10000\n"
+             session_timeout_ms = 6000\ntransaction_timeout_ms = 10000\n{pipeline}\n"
         );
         let config_path = dir.join("cardlink.toml");
         std::fs::write(&config_path, &text).unwrap();
@@ -589,7 +594,7 @@ fn bad_input_lands_in_dead_letters_without_pans() {
 
 #[test]
 fn budgets_hold_with_one_instance() {
-    budgets_hold("budget", 4, &["0"], None);
+    budgets_hold("budget", 4, &["0"], None, "");
 }
 
 /// Budgets are leased to partitions (docs/kafka.md, "Budgets"): with three
@@ -597,15 +602,23 @@ fn budgets_hold_with_one_instance() {
 /// budget and a run-out budget is used to the cent.
 #[test]
 fn budgets_stay_exact_across_three_instances_one_killed() {
-    budgets_hold("budget-3", 6, &["a", "b", "c"], Some("b"));
+    budgets_hold("budget-3", 6, &["a", "b", "c"], Some("b"), "");
+}
+
+/// A held partition keeps at most `max_held_records` of its later records
+/// in memory, then pauses and reads the rest again from the broker: with a
+/// limit of 3 that happens at nearly every hold, and budgets stay exact.
+#[test]
+fn budgets_hold_when_held_partitions_pause() {
+    budgets_hold("budget-pause", 4, &["0"], None, "max_held_records = 3");
 }
 
 /// R6 through the pipeline: the simulator's offers with their budgets, plus
 /// one whose budget the events certainly exhaust (no reversal or refund
 /// frees it), through `instances`, killing `kill` while the feed runs.
-fn budgets_hold(test: &str, partitions: i32, instances: &[&str], kill: Option<&str>) {
+fn budgets_hold(test: &str, partitions: i32, instances: &[&str], kill: Option<&str>, pipeline: &str) {
     let _serial = lock();
-    let Some(mut w) = World::new(test, partitions, "") else { return };
+    let Some(mut w) = World::with_pipeline(test, partitions, "", pipeline) else { return };
     w.simulate_files(20_000, 23, &[], "feed.pb");
     let mut offers: Vec<Value> = serde_json::from_slice(&std::fs::read(w.path("offers-sim.json")).unwrap()).unwrap();
     offers.push(serde_json::json!({"id": "budget-test", "currency": "USD", "reward": {"percent": "10"},
