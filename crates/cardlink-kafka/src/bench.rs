@@ -204,6 +204,7 @@ fn latency(base: &Config, opts: &BenchOptions, mode: Mode, tag: &str) -> Result<
     };
     let mut samples = Vec::with_capacity(events as usize);
     // Latencies by the second they were read in (Unix time).
+    // Latencies by the second (Unix time) they were read in.
     let mut per_sec: std::collections::BTreeMap<i64, Vec<f64>> = Default::default();
     let mut quiet_since = Instant::now();
     loop {
@@ -233,8 +234,10 @@ fn latency(base: &Config, opts: &BenchOptions, mode: Mode, tag: &str) -> Result<
     let n = samples.len();
     for (sec, mut v) in per_sec {
         v.sort_by(f64::total_cmp);
-        eprintln!(
-            "LAT {sec} n {} p50 {} p99 {} max {}",
+        // Where in the run the slow records are (the first seconds, or
+        // throughout).
+        log::debug!(
+            "{tag}: second {sec}: {} records, p50 {} ms, p99 {} ms, max {} ms",
             v.len(),
             percentile(&v, 0.5),
             percentile(&v, 0.99),
