@@ -308,11 +308,19 @@ impl<T> Indexed<T> {
 
     /// Keeps the entries for which `keep` holds; the others are passed to
     /// `keep` as they go (it may take what it needs from them).
+    /// A table left much emptier than its allocation shrinks to four times
+    /// what it holds (so it does not grow back at once): otherwise a card
+    /// keeps the memory of its busiest week for ever.
     pub(crate) fn retain(&mut self, mut keep: impl FnMut(&mut T) -> bool, rehash: impl Fn(&T) -> u64) {
         let before = self.entries.len();
         self.entries.retain_mut(|e| keep(e));
-        if self.entries.len() != before {
-            self.rebuild(self.probe.len(), &rehash);
+        let len = self.entries.len();
+        if len != before {
+            if self.entries.capacity() > 8 * len.max(1) {
+                self.entries.shrink_to(4 * len);
+            }
+            let want = if 8 * len < self.probe.len() { 4 * len } else { self.probe.len() };
+            self.rebuild(want, &rehash);
         }
     }
 
@@ -447,6 +455,24 @@ mod tests {
             let mut all: Vec<(u32, u32)> = t.iter().copied().collect();
             all.sort();
             prop_assert_eq!(all, model.into_iter().collect::<Vec<_>>());
+        }
+    }
+
+    /// A table emptied by `retain` gives its memory back (a card's busiest
+    /// week is not kept for ever), and still finds what it holds.
+    #[test]
+    fn retain_shrinks_a_sparse_table() {
+        let mut t: Indexed<(u32, u32)> = Indexed::default();
+        let rehash = |e: &(u32, u32)| h(e.0);
+        for k in 0..1000 {
+            t.insert_new(h(k), (k, k), rehash);
+        }
+        let (probe, entries) = (t.capacity(), t.entries_capacity());
+        t.retain(|e| e.0 < 10, rehash);
+        assert!(t.capacity() <= 64 && t.capacity() < probe, "probe {} of {probe}", t.capacity());
+        assert!(t.entries_capacity() <= 40 && t.entries_capacity() < entries);
+        for k in 0..1000 {
+            assert_eq!(t.find(h(k), |e| e.0 == k).is_some(), k < 10);
         }
     }
 }

@@ -1364,7 +1364,7 @@ impl Core {
     fn report(&self) {
         let s = &self.stats;
         log::info!(
-            "consumed {} committed {} transactions {} aborted {} rewards {} dead letters {}; budget: {} held ({} for a drain, {} paused; {:.1} ms on average), {} claims ({} ahead), {} releases; holding {} partitions, {} cards",
+            "consumed {} committed {} transactions {} aborted {} rewards {} dead letters {}; budget: {} held ({} for a drain, {} paused; {:.1} ms on average), {} claims ({} ahead), {} releases; holding {} partitions, {} cards, {:.1} MiB of card state",
             s.consumed.load(Ordering::Relaxed),
             s.committed.load(Ordering::Relaxed),
             s.transactions.load(Ordering::Relaxed),
@@ -1380,6 +1380,9 @@ impl Core {
             s.budget_releases.load(Ordering::Relaxed),
             self.parts.len(),
             self.parts.values().map(|p| p.store.len()).sum::<usize>(),
+            // What the cards' state allocates: memory above it is the
+            // process's own (clients, buffers, allocator).
+            self.parts.values().map(|p| p.store.heap_bytes()).sum::<usize>() as f64 / 1048576.0,
         );
     }
 }

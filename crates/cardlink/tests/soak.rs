@@ -321,6 +321,15 @@ fn committed(watch: &BaseConsumer, topic: &str) -> Option<Vec<i64>> {
         .collect()
 }
 
+/// The card state an instance's log last reported ("N MiB of card
+/// state", every 10 s).
+fn last_state_mib(log: &Path) -> Option<f64> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let at = text.rfind(" MiB of card state")?;
+    let start = text[..at].rfind(' ')? + 1;
+    text[start..at].parse().ok()
+}
+
 /// One RSS sample.
 struct Sample {
     secs: f64,
@@ -328,6 +337,8 @@ struct Sample {
     b: Option<u64>,
     /// The killed-and-restarted instance, KiB.
     a: Option<u64>,
+    /// The card state instance b last reported (every 10 s), MiB.
+    b_state: Option<f64>,
     produced: u64,
     kills: u32,
 }
@@ -485,6 +496,11 @@ fn soak(plan: Plan) {
                 secs: t,
                 b: instances.pid("b").and_then(support::rss_kib),
                 a: instances.pid("a").and_then(support::rss_kib),
+                b_state: if samples.len() % 10 == 0 {
+                    last_state_mib(&dir.join("run-b.log"))
+                } else {
+                    samples.last().and_then(|s| s.b_state)
+                },
                 produced: produced.load(Ordering::Relaxed),
                 kills,
             });
@@ -568,6 +584,13 @@ fn soak(plan: Plan) {
         .filter_map(|s| Some((s.secs, s.b? as f64)))
         .collect();
     let slope = slope_mib_per_min(&points);
+    // The same without the card state: the process's own memory.
+    let own: Vec<(f64, f64)> = samples
+        .iter()
+        .filter(|s| s.secs >= warm && s.secs <= end)
+        .filter_map(|s| Some((s.secs, s.b? as f64 - s.b_state? * 1024.0)))
+        .collect();
+    let own_slope = slope_mib_per_min(&own);
     let mut report = String::new();
     write!(
         report,
@@ -598,14 +621,31 @@ fn soak(plan: Plan) {
         self_exits.len(),
     )
     .unwrap();
-    writeln!(report, "\n| minute | RSS b (MiB) | RSS a (MiB) | events produced | kills so far |").unwrap();
-    writeln!(report, "| ---: | ---: | ---: | ---: | ---: |").unwrap();
+    writeln!(
+        report,
+        "\n| minute | RSS b (MiB) | card state b (MiB) | RSS b less state (MiB) | RSS a (MiB) | events produced | kills so far |"
+    )
+    .unwrap();
+    writeln!(report, "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |").unwrap();
     let mut minute = 1;
     for (i, s) in samples.iter().enumerate() {
         let last = i + 1 == samples.len();
         if s.secs >= f64::from(minute) * 60.0 || last {
-            writeln!(report, "| {:.1} | {} | {} | {} | {} |", s.secs / 60.0, mib(s.b), mib(s.a), s.produced, s.kills)
-                .unwrap();
+            let state = s.b_state.map_or("-".into(), |m| format!("{m:.1}"));
+            let own = match (s.b, s.b_state) {
+                (Some(b), Some(m)) => format!("{:.1}", b as f64 / 1024.0 - m),
+                _ => "-".into(),
+            };
+            writeln!(
+                report,
+                "| {:.1} | {} | {state} | {own} | {} | {} | {} |",
+                s.secs / 60.0,
+                mib(s.b),
+                mib(s.a),
+                s.produced,
+                s.kills
+            )
+            .unwrap();
             minute = (s.secs / 60.0) as u32 + 1;
         }
     }
@@ -613,8 +653,9 @@ fn soak(plan: Plan) {
     writeln!(
         report,
         "\nRSS of instance b from {warm:.0} s to the end of the feed ({} samples): slope {slope:.2} MiB/min, max \
-         {max_b:.1} MiB",
-        points.len()
+         {max_b:.1} MiB; less its card state ({} samples): slope {own_slope:.2} MiB/min",
+        points.len(),
+        own.len()
     )
     .unwrap();
     eprintln!("{report}");
