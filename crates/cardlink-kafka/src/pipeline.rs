@@ -183,21 +183,6 @@ fn release_free_memory() {
     }
 }
 
-/// The C heap (glibc malloc, where librdkafka allocates): MiB in use and
-/// MiB taken from the system, for the periodic report; the Rust side
-/// (mimalloc) is the rest of the RSS.
-fn c_heap_mib() -> Option<(f64, f64)> {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        // SAFETY: mallinfo2 only reads the allocator's counters.
-        let m = unsafe { libc::mallinfo2() };
-        let mib = |b: usize| b as f64 / 1048576.0;
-        Some((mib(m.uordblks + m.hblkhd), mib(m.arena + m.hblkhd)))
-    }
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    None
-}
-
 impl Part {
     /// An empty partition whose cards remember as long as the
     /// configuration's state retention says.
@@ -1379,7 +1364,7 @@ impl Core {
     fn report(&self) {
         let s = &self.stats;
         log::info!(
-            "consumed {} committed {} transactions {} aborted {} rewards {} dead letters {}; budget: {} held ({} for a drain, {} paused; {:.1} ms on average), {} claims ({} ahead), {} releases; holding {} partitions, {} cards, {:.1} MiB of card state; C heap {}",
+            "consumed {} committed {} transactions {} aborted {} rewards {} dead letters {}; budget: {} held ({} for a drain, {} paused; {:.1} ms on average), {} claims ({} ahead), {} releases; holding {} partitions, {} cards, {:.1} MiB of card state",
             s.consumed.load(Ordering::Relaxed),
             s.committed.load(Ordering::Relaxed),
             s.transactions.load(Ordering::Relaxed),
@@ -1398,7 +1383,6 @@ impl Core {
             // What the cards' state allocates: memory above it is the
             // process's own (clients, buffers, allocator).
             self.parts.values().map(|p| p.store.heap_bytes()).sum::<usize>() as f64 / 1048576.0,
-            c_heap_mib().map_or("unknown".into(), |(used, held)| format!("{used:.1} MiB in use of {held:.1} MiB")),
         );
     }
 }
