@@ -533,6 +533,9 @@ mod tests {
         );
     }
 
+    /// R6 and R11: in the tail, budget that a refund frees returns to the
+    /// pool and the next claim takes it without a drain; R4: a claim the
+    /// pool cannot cover is cut to what is left.
     #[test]
     fn in_the_tail_claims_are_decided_at_once_from_what_is_released() {
         check(
@@ -554,6 +557,7 @@ mod tests {
         );
     }
 
+    /// R6: claims ahead never take more than the pool holds.
     #[test]
     fn claims_ahead_take_a_share_and_never_wait() {
         check(

@@ -294,16 +294,11 @@ struct Core {
     budget_topic: String,
     budget_partitions: Vec<i32>,
     budget_polled: Instant,
-    /// Partitions of the input: a claim asks for a share of the pool.
-    event_partitions: u32,
-    /// Makes claim ids unique across instances and restarts.
-    claim_prefix: String,
-    claims: u64,
+    /// What claims are written with.
+    claiming: Claiming,
     /// Number of the open (or next) transaction, to tell its releases.
     txn_seq: u64,
     needs: Vec<Need>,
-    /// The largest single reward value spent per budgeted offer here.
-    largest: FxHashMap<OfferIdx, Decimal>,
     /// Partitions or offers changed: look for claims ahead at the next
     /// budget tick.
     sweep: bool,
@@ -394,12 +389,14 @@ pub fn run(
         budget_topic,
         budget_partitions,
         budget_polled: Instant::now(),
-        event_partitions: event_partitions.max(1),
-        claim_prefix: format!("{}-{:x}", config.transactional_id(), started.as_nanos()),
-        claims: 0,
+        claiming: Claiming {
+            prefix: format!("{}-{:x}", config.transactional_id(), started.as_nanos()),
+            seq: 0,
+            partitions: event_partitions.max(1),
+            largest: FxHashMap::default(),
+        },
         txn_seq: 0,
         needs: Vec::new(),
-        largest: FxHashMap::default(),
         sweep: false,
     };
     let consumer: Consumer_ = consumer_config(config)
@@ -700,11 +697,8 @@ impl Core {
             leases,
             needs,
             budget_topic,
-            claim_prefix,
-            claims,
             stats,
-            event_partitions,
-            largest,
+            claiming,
             ..
         } = self;
         let txn = txn.as_mut().expect("begun above");
@@ -763,7 +757,7 @@ impl Core {
                         part: &mut part.budget,
                         partition: p,
                         needs: &mut *needs,
-                        largest: &mut *largest,
+                        largest: &mut claiming.largest,
                     };
                     let outcome = apply_with(book, &mut part.store, &event, &mut budgets, &mut sink);
                     txn.rewards += produced;
@@ -774,15 +768,7 @@ impl Core {
                         part.rewound = None;
                     }
                     if !part.budget.touched.is_empty() {
-                        let mut w = ClaimWriter {
-                            producer,
-                            topic: budget_topic,
-                            prefix: claim_prefix,
-                            seq: claims,
-                            stats,
-                            partitions: *event_partitions,
-                            largest,
-                        };
+                        let mut w = ClaimWriter { producer, topic: budget_topic, stats, claiming };
                         for idx in std::mem::take(&mut part.budget.touched) {
                             if leases.tail(&book.slot(idx).offer.id) {
                                 if !part.budget.freed.contains(&idx) {
@@ -1131,19 +1117,9 @@ impl Core {
     /// decided.
     fn hold(&mut self, m: Record<'_>) -> Result<(), Error> {
         let p = m.partition;
-        let Core {
-            book, leases, parts, needs, producer, budget_topic, stats, claim_prefix, claims: seq, largest, ..
-        } = self;
+        let Core { book, leases, parts, needs, producer, budget_topic, stats, claiming, .. } = self;
         let part = parts.get_mut(&p).expect("held by us");
-        let mut w = ClaimWriter {
-            producer,
-            topic: budget_topic,
-            prefix: claim_prefix,
-            seq,
-            stats,
-            partitions: self.event_partitions,
-            largest,
-        };
+        let mut w = ClaimWriter { producer, topic: budget_topic, stats, claiming };
         let mut claims = Vec::with_capacity(needs.len());
         for need in needs.drain(..) {
             let offer = &book.slot(need.idx).offer;
@@ -1152,7 +1128,7 @@ impl Core {
             }
             // Room for this reward and one more like the largest yet, or a
             // share of what is left if that is more.
-            let largest = reward_hint(offer, w.largest.get(&need.idx).copied());
+            let largest = reward_hint(offer, w.claiming.largest.get(&need.idx).copied());
             let want = (need.amount + largest).max(w.share(leases, offer));
             if !leases.tail(&offer.id) && leases.pool(&offer.id).is_some_and(|pool| pool < need.amount) {
                 w.stats.held_for_drain.fetch_add(1, Ordering::Relaxed);
@@ -1319,16 +1295,8 @@ impl Core {
             return Ok(());
         }
         self.begin()?;
-        let Core { book, leases, parts, producer, budget_topic, stats, claim_prefix, claims: seq, largest, .. } = self;
-        let mut w = ClaimWriter {
-            producer,
-            topic: budget_topic,
-            prefix: claim_prefix,
-            seq,
-            stats,
-            partitions: self.event_partitions,
-            largest,
-        };
+        let Core { book, leases, parts, producer, budget_topic, stats, claiming, .. } = self;
+        let mut w = ClaimWriter { producer, topic: budget_topic, stats, claiming };
         for (&p, part) in parts.iter_mut() {
             for &idx in &budgeted {
                 w.claim_ahead(book, leases, part, p, idx)?;
@@ -1387,18 +1355,24 @@ impl Core {
     }
 }
 
+/// What claims are written with, across events.
+struct Claiming {
+    /// Makes claim ids unique across instances and restarts.
+    prefix: String,
+    /// Claims written so far: the rest of each claim's id.
+    seq: u64,
+    /// Partitions of the input: a claim asks for a share of the pool.
+    partitions: u32,
+    /// The largest single reward value spent per budgeted offer here.
+    largest: FxHashMap<OfferIdx, Decimal>,
+}
+
 /// Writes budget claims into the open transaction.
 struct ClaimWriter<'a> {
     producer: &'a TxProducer,
     topic: &'a str,
-    /// Makes claim ids unique across instances and restarts.
-    prefix: &'a str,
-    seq: &'a mut u64,
     stats: &'a Stats,
-    /// Partitions of the input.
-    partitions: u32,
-    /// The largest single reward value spent per budgeted offer.
-    largest: &'a FxHashMap<OfferIdx, Decimal>,
+    claiming: &'a mut Claiming,
 }
 
 impl ClaimWriter<'_> {
@@ -1408,14 +1382,14 @@ impl ClaimWriter<'_> {
     fn share(&self, leases: &Leases, offer: &cardlink_core::Offer) -> Decimal {
         let budget = offer.budget.unwrap_or_default();
         let pool = leases.pool(&offer.id).unwrap_or(budget);
-        (pool / Decimal::from(4 * self.partitions))
+        (pool / Decimal::from(4 * self.claiming.partitions))
             .round_dp_with_strategy(offer.value_digits(), RoundingStrategy::ToZero)
     }
 
     /// Writes a claim of `p` for `offer` and returns its id.
     fn claim(&mut self, offer: &cardlink_core::Offer, p: i32, need: Decimal, want: Decimal) -> Result<String, Error> {
-        *self.seq += 1;
-        let id = format!("{}-{}", self.prefix, self.seq);
+        self.claiming.seq += 1;
+        let id = format!("{}-{}", self.claiming.prefix, self.claiming.seq);
         let budget = offer.budget.unwrap_or_default();
         let bytes = claim_record(&offer.id, p, &id, need, want, budget);
         let record = BaseRecord::to(self.topic).key(offer.id.as_bytes()).payload(&bytes[..]);
@@ -1448,8 +1422,8 @@ impl ClaimWriter<'_> {
         // < share / 2, without a division on every event).
         let pool = leases.pool(&offer.id).or(offer.budget).unwrap_or_default();
         let slack = part.budget.slack(leases, &offer.id, Some(idx), p);
-        let largest = reward_hint(offer, self.largest.get(&idx).copied());
-        if slack >= largest && slack * Decimal::from(8 * self.partitions) >= pool {
+        let largest = reward_hint(offer, self.claiming.largest.get(&idx).copied());
+        if slack >= largest && slack * Decimal::from(8 * self.claiming.partitions) >= pool {
             return Ok(());
         }
         let want = self.share(leases, offer).max(largest * Decimal::TWO);
