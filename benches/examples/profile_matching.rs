@@ -3,7 +3,7 @@
 //! the second half inside [`timed`] (point callgrind's `--toggle-collect`
 //! at it) and prints events/s and reward records per event.
 //!
-//! `cargo run --release -p cardlink-benches --example profile_matching -- [OFFERS]`
+//! `cargo run --release -p cardlink-benches --example profile_matching -- [OFFERS] [EVENTS]`
 
 use std::time::Instant;
 
@@ -11,7 +11,6 @@ use cardlink_benches::{catalogue, feed};
 use cardlink_core::{CardEvent, Engine, EventBody, OfferBook, RawEvent, RewardUpdate, parse_offer_file, validate};
 
 const MERCHANTS: usize = 100_000;
-const EVENTS: usize = 200_000;
 
 #[inline(never)]
 fn warm(engine: &mut Engine, events: &[CardEvent<'_>]) {
@@ -31,10 +30,12 @@ fn timed(engine: &mut Engine, events: &[CardEvent<'_>]) -> u64 {
 
 fn main() {
     let offers: usize = std::env::args().nth(1).map_or(1_000_000, |s| s.parse().expect("a number of offers"));
-    let lines = feed(2 * EVENTS, MERCHANTS, 50_000, 11);
+    // Events timed (and as many warmed first); more gives a profiler a longer window.
+    let count: usize = std::env::args().nth(2).map_or(200_000, |s| s.parse().expect("a number of events"));
+    let lines = feed(2 * count, MERCHANTS, 50_000, 11);
     let raws: Vec<RawEvent<'_>> = lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
     let all: Vec<CardEvent<'_>> = raws.iter().map(|r| validate(r).unwrap()).collect();
-    let (warm_up, events) = all.split_at(EVENTS);
+    let (warm_up, events) = all.split_at(count);
     let json = serde_json::to_vec(&catalogue(offers, MERCHANTS)).unwrap();
     let mut engine = Engine::new(OfferBook::new(parse_offer_file(&json).unwrap()));
     warm(&mut engine, warm_up);
@@ -48,14 +49,23 @@ fn main() {
             engine.book.for_each_candidate(p.money.currency, m.mid, m.mcc, m.country, |_| candidates += 1);
         }
     }
+    // `perf record -D -1 --control fifo:$FIFO` profiles just the timed part.
+    let perf = std::env::var_os("PERF_CTL_FIFO");
+    let tell_perf = |what: &str| {
+        if let Some(fifo) = &perf {
+            std::fs::write(fifo, what).expect("perf's control fifo");
+        }
+    };
+    tell_perf("enable\n");
     let start = Instant::now();
     let rewards = timed(&mut engine, events);
     let secs = start.elapsed().as_secs_f64();
+    tell_perf("disable\n");
     println!(
         "{offers} offers: {:.2} M events/s ({:.0} ns/event), {:.2} reward records per event, {:.1} candidates per authorization",
-        EVENTS as f64 / secs / 1e6,
-        secs * 1e9 / EVENTS as f64,
-        rewards as f64 / EVENTS as f64,
+        count as f64 / secs / 1e6,
+        secs * 1e9 / count as f64,
+        rewards as f64 / count as f64,
         candidates as f64 / purchases.max(1) as f64
     );
 }

@@ -1,8 +1,8 @@
 //! How per-card state grows over a long simulated feed with state
-//! retention: the soak's feed (seed 53, 50 000 cards, 120 days) through the
+//! retention: the soak's feed (seed 53, 50 000 cards unless told, 120 days) through the
 //! engine, printing the store's bytes by part every 100 000 events.
 //!
-//! `cargo run --release -p cardlink-benches --example state_growth -- [RETENTION_DAYS] [EVENTS]`
+//! `cargo run --release -p cardlink-benches --example state_growth -- [RETENTION_DAYS] [EVENTS] [CARDS]`
 
 use cardlink_core::{CardStore, OfferBook, RewardUpdate, WholeBudget, apply_with, parse_offer_file, validate};
 use cardlink_sim::{SimConfig, SimRecord};
@@ -15,7 +15,8 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let days: u32 = args.next().map_or(7, |s| s.parse().expect("retention days"));
     let events: u64 = args.next().map_or(1_800_000, |s| s.parse().expect("events"));
-    let sim = SimConfig { seed: 53, events, days: 120, ..SimConfig::default() };
+    let cards: u64 = args.next().map_or(SimConfig::default().cards, |s| s.parse().expect("cards"));
+    let sim = SimConfig { seed: 53, events, days: 120, cards, ..SimConfig::default() };
     let json = serde_json::to_vec(&cardlink_sim::offers(&sim)).unwrap();
     let mut book = OfferBook::new(parse_offer_file(&json).unwrap());
     let mut store = CardStore::with_retention(std::num::NonZeroU32::new(days));

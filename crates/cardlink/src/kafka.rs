@@ -72,6 +72,9 @@ fn kafka_failure(e: Error) -> Failure {
     }
 }
 
+/// How often `cardlink run` logs its memory by allocator.
+const MEMORY_LOG_EVERY: Duration = Duration::from_secs(10);
+
 /// `cardlink run`: the live pipeline, until SIGINT or SIGTERM.
 pub fn run(args: RunArgs) -> Result<(), Failure> {
     logging::init();
@@ -91,7 +94,20 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
             .map_err(Failure::Io)?
     };
     let mut stopping: Option<Instant> = None;
+    let mut memory_logged = Instant::now();
     while !pipeline.is_finished() {
+        if memory_logged.elapsed() >= MEMORY_LOG_EVERY {
+            memory_logged = Instant::now();
+            let m = crate::memory::read();
+            let mib = |b: u64| b as f64 / 1048576.0;
+            log::info!(
+                "memory: RSS {:.1} MiB; Rust heap (mimalloc) {:.1} MiB committed; C heap (glibc, librdkafka) {:.1} MiB in use of {:.1} MiB held",
+                mib(m.rss),
+                mib(m.rust_committed),
+                mib(m.c_in_use),
+                mib(m.c_held)
+            );
+        }
         if signal.load(Ordering::Relaxed) && !stop.swap(true, Ordering::SeqCst) {
             log::info!("stopping: committing what is open (at most {} s)", args.shutdown_timeout);
             stopping = Some(Instant::now());

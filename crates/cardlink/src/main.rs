@@ -15,6 +15,7 @@ mod admin;
 mod backtest;
 mod kafka;
 mod logging;
+mod memory;
 mod signals;
 
 /// The engine allocates small keys per event; mimalloc is markedly faster

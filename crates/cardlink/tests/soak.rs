@@ -26,7 +26,8 @@
 //! (`CARDLINK_SOAK_SECS`, 1800 by default; `CARDLINK_SOAK_RATE`, 1000
 //! events/s; `CARDLINK_SOAK_KILL_EVERY`, 60 s; `CARDLINK_SOAK_REPORT`, a
 //! file for the report; `CARDLINK_SOAK_RETENTION_DAYS`, 7, 0 for none;
-//! `CARDLINK_SOAK_DAYS`, 120 days of event time). Both run the instances
+//! `CARDLINK_SOAK_DAYS`, 120 days of event time; `CARDLINK_SOAK_CARDS`,
+//! 50 000 cards). Both run the instances
 //! with state retention and compare with `cardlink replay
 //! --retention-days`, so with a bounded state the long-lived instance's
 //! RSS must stay flat:
@@ -82,6 +83,10 @@ struct Plan {
     retention_days: Option<u32>,
     /// Days of event time the feed spans.
     days: u32,
+    /// Cards in the feed: with fewer, every card meets every offer early,
+    /// so the per-card-and-offer state the contract keeps (R6, R7)
+    /// reaches its bound within the run.
+    cards: u64,
 }
 
 fn env_or<T: std::str::FromStr>(var: &str, default: T) -> T {
@@ -98,6 +103,7 @@ fn soak_smoke() {
         max_slope_mib_per_min: 64.0,
         retention_days: Some(5),
         days: 30,
+        cards: SimConfig::default().cards,
     });
 }
 
@@ -113,6 +119,7 @@ fn soak_long() {
         // 0 remembers everything (state then grows with the feed).
         retention_days: Some(env_or("CARDLINK_SOAK_RETENTION_DAYS", 7)).filter(|&d| d > 0),
         days: env_or("CARDLINK_SOAK_DAYS", 120),
+        cards: env_or("CARDLINK_SOAK_CARDS", SimConfig::default().cards),
     });
 }
 
@@ -351,6 +358,23 @@ fn last_state_mib(log: &Path) -> Option<f64> {
     text[start..at].parse().ok()
 }
 
+/// The heaps an instance's log last reported (`cardlink run` logs them
+/// every 10 s): the Rust heap committed, the C heap in use and held, MiB.
+fn last_heaps_mib(log: &Path) -> Option<[f64; 3]> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let line = text[text.rfind("memory: RSS")?..].lines().next()?;
+    let number_before = |marker: &str| -> Option<f64> {
+        let at = line.find(marker)?;
+        let start = line[..at].trim_end().rfind(' ')? + 1;
+        line[start..at].trim().parse().ok()
+    };
+    Some([
+        number_before(" MiB committed")?,
+        number_before(" MiB in use")?,
+        number_before(" MiB held")?,
+    ])
+}
+
 /// One RSS sample.
 struct Sample {
     secs: f64,
@@ -360,6 +384,8 @@ struct Sample {
     a: Option<u64>,
     /// The card state instance b last reported (every 10 s), MiB.
     b_state: Option<f64>,
+    /// The heaps instance b last reported (see [`last_heaps_mib`]).
+    b_heaps: Option<[f64; 3]>,
     produced: u64,
     kills: u32,
 }
@@ -468,7 +494,8 @@ fn soak(plan: Plan) {
     let config = Config::from_toml(&text).unwrap();
 
     // The feed, its offers and the churn.
-    let sim = SimConfig { seed: 53, events: plan.secs * plan.rate, days: plan.days, ..SimConfig::default() };
+    let sim =
+        SimConfig { seed: 53, events: plan.secs * plan.rate, days: plan.days, cards: plan.cards, ..SimConfig::default() };
     let speed = f64::from(sim.days) * 86_400.0 / plan.secs as f64; // simulated s per s
     let lead = TimeDelta::seconds((10.0 * speed) as i64).min(TimeDelta::days(1));
     let churn = churn_offers(&sim, lead);
@@ -524,6 +551,11 @@ fn soak(plan: Plan) {
                     last_state_mib(&dir.join("run-b.log"))
                 } else {
                     samples.last().and_then(|s| s.b_state)
+                },
+                b_heaps: if samples.len() % 10 == 0 {
+                    last_heaps_mib(&dir.join("run-b.log"))
+                } else {
+                    samples.last().and_then(|s| s.b_heaps)
                 },
                 produced: produced.load(Ordering::Relaxed),
                 kills,
@@ -658,10 +690,10 @@ fn soak(plan: Plan) {
     .unwrap();
     writeln!(
         report,
-        "\n| minute | RSS b (MiB) | card state b (MiB) | RSS b less state (MiB) | RSS a (MiB) | events produced | kills so far |"
+        "\n| minute | RSS b (MiB) | card state b (MiB) | RSS b less state (MiB) | Rust heap b, committed (MiB) | C heap b, in use / held (MiB) | RSS a (MiB) | events produced | kills so far |"
     )
     .unwrap();
-    writeln!(report, "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |").unwrap();
+    writeln!(report, "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |").unwrap();
     let mut minute = 1;
     for (i, s) in samples.iter().enumerate() {
         let last = i + 1 == samples.len();
@@ -671,9 +703,12 @@ fn soak(plan: Plan) {
                 (Some(b), Some(m)) => format!("{:.1}", b as f64 / 1024.0 - m),
                 _ => "-".into(),
             };
+            let (rust, c) = s.b_heaps.map_or(("-".into(), "-".into()), |[r, u, h]| {
+                (format!("{r:.1}"), format!("{u:.1} / {h:.1}"))
+            });
             writeln!(
                 report,
-                "| {:.1} | {} | {state} | {own} | {} | {} | {} |",
+                "| {:.1} | {} | {state} | {own} | {rust} | {c} | {} | {} | {} |",
                 s.secs / 60.0,
                 mib(s.b),
                 mib(s.a),
