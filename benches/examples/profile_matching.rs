@@ -22,9 +22,7 @@ fn warm(engine: &mut Engine, events: &[CardEvent<'_>]) {
 #[inline(never)]
 fn timed(engine: &mut Engine, events: &[CardEvent<'_>]) -> u64 {
     let mut rewards = 0u64;
-    for e in events {
-        engine.apply(e, &mut |_: &RewardUpdate<'_>| rewards += 1);
-    }
+    engine.apply_batch(events, &mut |_: &RewardUpdate<'_>| rewards += 1, |_, _| {});
     rewards
 }
 

@@ -8,7 +8,7 @@ use crate::book::{Candidate, OfferBook, OfferIdx};
 use crate::event::{CardEvent, EventBody, EventKind, Money, Purchase, RawEvent, RejectReason, Rejection};
 use crate::money::{Currency, round_toward_zero};
 use crate::offer::{Offer, RewardRule};
-use crate::state::{CardState, CardStore, Reward, RewardStatus, Transaction, bump_live};
+use crate::state::{CardState, CardStore, Prefetch, Reward, RewardStatus, Transaction, bump_live};
 
 /// Whether a reward is cash (in a currency) or points.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +105,10 @@ pub trait Budgets {
     /// the event ([`Applied::Held`]) until more budget is available.
     fn short(&mut self, book: &OfferBook, idx: OfferIdx, wanted: Decimal, left: Decimal) -> bool;
 
+    /// False when [`Budgets::short`] always answers true, so that no event
+    /// is ever held: the engine then skips judging shortfalls ahead.
+    const MAY_HOLD: bool = true;
+
     /// Told of every change, by `delta`, of the live value of a budgeted
     /// offer's rewards.
     fn spent(&mut self, book: &OfferBook, idx: OfferIdx, delta: Decimal);
@@ -117,6 +121,8 @@ pub trait Budgets {
 pub struct WholeBudget;
 
 impl Budgets for WholeBudget {
+    const MAY_HOLD: bool = false;
+
     #[inline]
     fn left(&self, book: &OfferBook, idx: OfferIdx, own: Decimal) -> Decimal {
         let slot = book.slot(idx);
@@ -216,16 +222,16 @@ fn merchant_rules(offer: &Offer, p: &Purchase<'_>) -> bool {
 type Shortfall = (OfferIdx, Decimal, Decimal);
 
 /// Decides the rewards of a new purchase (R3–R5): the best cash offer and
-/// every points offer, each with its R4 value. Budgets that cut a value
-/// are noted in `short`.
-fn match_purchase(
+/// every points offer, each with its R4 value (as yet unapplied: see
+/// [`open_transaction`]). Budgets that cut a value are noted in `short`.
+fn match_purchase<B: Budgets>(
     book: &OfferBook,
-    budgets: &impl Budgets,
+    budgets: &B,
     p: &Purchase<'_>,
     occurred_at: chrono::DateTime<chrono::FixedOffset>,
     card: Option<&CardState>,
     short: &mut Vec<Shortfall>,
-) -> Vec<(OfferIdx, Decimal)> {
+) -> Vec<Reward> {
     let mut out = Vec::new();
     if p.money.amount <= Decimal::ZERO {
         return out;
@@ -244,9 +250,11 @@ fn match_purchase(
         let left = c.budget.map(|_| budgets.left(book, c.idx, Decimal::ZERO));
         let value = value_of(c.reward, c.max_reward, c.value_digits, p.money.amount, left);
         if let Some(left) = left {
-            let uncut = value_of(c.reward, c.max_reward, c.value_digits, p.money.amount, None);
-            if uncut > value {
-                short.push((c.idx, uncut, left));
+            if B::MAY_HOLD {
+                let uncut = value_of(c.reward, c.max_reward, c.value_digits, p.money.amount, None);
+                if uncut > value {
+                    short.push((c.idx, uncut, left));
+                }
             }
             // R3: an offer whose budget is used up is not eligible.
             if left <= Decimal::ZERO {
@@ -266,11 +274,11 @@ fn match_purchase(
                 best_cash = Some((c.idx, value));
             }
         } else {
-            out.push((c.idx, value));
+            out.push(Reward { offer: c.idx, status: RewardStatus::Pending, value });
         }
     });
-    if let Some(cash) = best_cash {
-        out.insert(0, cash);
+    if let Some((offer, value)) = best_cash {
+        out.insert(0, Reward { offer, status: RewardStatus::Pending, value });
     }
     out
 }
@@ -346,11 +354,11 @@ pub fn apply(
 
 /// [`apply`], spending budgets as `budgets` allow. A rejection or a held
 /// event ([`Applied::Held`]) changes nothing.
-pub fn apply_with(
+pub fn apply_with<B: Budgets>(
     book: &mut OfferBook,
     cards: &mut CardStore,
     event: &CardEvent<'_>,
-    budgets: &mut impl Budgets,
+    budgets: &mut B,
     sink: &mut impl RewardSink,
 ) -> Result<Applied, Rejection> {
     let existing = cards.get_mut(event.card_token);
@@ -393,7 +401,9 @@ pub fn apply_with(
             Some(match_purchase(book, budgets, &p, event.occurred_at, existing.as_deref(), &mut short))
         }
         EventBody::Clearing(p) => {
-            clearing_shortfalls(book, budgets, existing.as_deref(), &p, &mut short);
+            if B::MAY_HOLD {
+                clearing_shortfalls(book, budgets, existing.as_deref(), &p, &mut short);
+            }
             None
         }
         _ => None,
@@ -475,7 +485,7 @@ fn open_transaction(
     card: &mut CardState,
     event: &CardEvent<'_>,
     p: &Purchase<'_>,
-    matched: Vec<(OfferIdx, Decimal)>,
+    matched: Vec<Reward>,
     status: RewardStatus,
     sink: &mut impl RewardSink,
 ) {
@@ -484,15 +494,17 @@ fn open_transaction(
         auth_currency: (status == RewardStatus::Pending).then_some(p.money.currency),
         cleared,
         net: if cleared.is_some() { p.money.amount } else { Decimal::ZERO },
-        rewards: Vec::with_capacity(matched.len()),
+        // The matcher's list becomes the transaction's: one allocation.
+        rewards: matched,
     };
     let CardState { transactions, live, .. } = card;
     let tx = transactions.insert_new(p.transaction_id, tx);
     let ctx = Ctx { card_token: event.card_token, transaction_id: p.transaction_id, event_id: event.event_id };
-    for (offer, value) in matched {
-        let mut r = Reward { offer, status: RewardStatus::Cancelled, value: Decimal::ZERO };
-        set_reward(book, budgets, live, &mut r, status, value, &ctx, sink);
-        tx.rewards.push(r);
+    for r in &mut tx.rewards {
+        // Each starts from nothing, so its first record's delta is its value.
+        let value = std::mem::replace(&mut r.value, Decimal::ZERO);
+        r.status = RewardStatus::Cancelled;
+        set_reward(book, budgets, live, r, status, value, &ctx, sink);
     }
 }
 
@@ -647,6 +659,53 @@ impl Engine {
             Err(rejection) => {
                 self.counters.count_rejection(rejection.reason);
                 Outcome::Rejected(rejection)
+            }
+        }
+    }
+
+    /// Applies `events` in order, exactly as [`Engine::apply`] on each in
+    /// turn would, telling `each` every outcome. While one event is
+    /// applied, the memory the next few will read is asked for
+    /// ([`Engine::prefetch`]): per-card state is far larger than the
+    /// caches, and waiting for each of its lines in turn is most of an
+    /// event's time otherwise.
+    pub fn apply_batch(
+        &mut self,
+        events: &[CardEvent<'_>],
+        sink: &mut impl RewardSink,
+        mut each: impl FnMut(usize, Outcome),
+    ) {
+        for i in 0..events.len() {
+            for (distance, step) in Prefetch::PIPELINE {
+                if let Some(coming) = events.get(i + distance) {
+                    self.prefetch(step, coming);
+                }
+            }
+            let outcome = self.apply(&events[i], sink);
+            each(i, outcome);
+        }
+    }
+
+    /// One step of bringing closer what applying `event` will read: its
+    /// card's state ([`CardStore::prefetch`]), a purchase's candidate
+    /// offers, and the offers of the transaction's rewards. Take the steps
+    /// in [`Prefetch::PIPELINE`] order, an event or so apart. A hint only:
+    /// it changes nothing.
+    #[inline]
+    pub fn prefetch(&self, step: Prefetch, event: &CardEvent<'_>) {
+        let transaction_id = event.transaction_id();
+        self.cards.prefetch(step, event.card_token, event.event_id, transaction_id);
+        match event.body {
+            EventBody::Authorization(p) | EventBody::Clearing(p) => {
+                self.book.prefetch_candidates(step, p.money.currency, p.merchant.mid)
+            }
+            _ => {}
+        }
+        if let (Prefetch::Offers, Some(tx)) = (step, transaction_id) {
+            if let Some(tx) = self.cards.get(event.card_token).and_then(|c| c.transactions.get(tx)) {
+                for r in &tx.rewards {
+                    self.book.prefetch_slot(r.offer);
+                }
             }
         }
     }

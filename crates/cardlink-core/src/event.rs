@@ -372,7 +372,19 @@ pub struct CardEvent<'a> {
     pub body: EventBody<'a>,
 }
 
-impl CardEvent<'_> {
+impl<'a> CardEvent<'a> {
+    /// The transaction the event names; `None` for an activation.
+    #[inline]
+    pub fn transaction_id(&self) -> Option<&'a str> {
+        match self.body {
+            EventBody::Authorization(p) | EventBody::Clearing(p) => Some(p.transaction_id),
+            EventBody::AuthReversal { transaction_id } | EventBody::Refund { transaction_id, .. } => {
+                Some(transaction_id)
+            }
+            EventBody::Activation { .. } => None,
+        }
+    }
+
     /// The event's kind.
     pub fn kind(&self) -> EventKind {
         match self.body {

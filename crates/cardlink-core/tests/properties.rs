@@ -187,3 +187,30 @@ proptest! {
         prop_assert_eq!(Ledger::build(&a.book, [&a.cards], &a.counters), Ledger::build(&b.book, [&b.cards], &b.counters));
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Applying a batch (which prefetches coming events' state) gives the
+    /// records, outcomes and ledger of applying each event in turn
+    /// (R2–R11 unchanged by the batch path).
+    #[test]
+    fn a_batch_applies_as_events_one_by_one(steps in prop::collection::vec(step(), 1..120), budget in prop::option::of(0u32..3_000)) {
+        let offers = catalogue(budget, 500, 2);
+        let texts: Vec<String> = events(&steps).iter().map(Value::to_string).collect();
+        let raws: Vec<RawEvent<'_>> = texts.iter().map(|t| serde_json::from_str(t).unwrap()).collect();
+        let valid: Vec<_> = raws.iter().filter_map(|r| cardlink_core::validate(r).ok()).collect();
+        let (mut one, mut one_records, mut one_outcomes) = (engine_for(&offers), Vec::<String>::new(), Vec::new());
+        for e in &valid {
+            one_outcomes.push(one.apply(e, &mut |u: &RewardUpdate<'_>| one_records.push(format!("{u:?}"))));
+        }
+        let (mut batch, mut batch_records, mut batch_outcomes) = (engine_for(&offers), Vec::<String>::new(), Vec::new());
+        batch.apply_batch(&valid, &mut |u: &RewardUpdate<'_>| batch_records.push(format!("{u:?}")), |i, o| batch_outcomes.push((i, o)));
+        prop_assert_eq!(one_records, batch_records);
+        prop_assert_eq!(one_outcomes, batch_outcomes.into_iter().enumerate().map(|(k, (i, o))| { assert_eq!(k, i); o }).collect::<Vec<_>>());
+        prop_assert_eq!(
+            Ledger::build(&one.book, [&one.cards], &one.counters),
+            Ledger::build(&batch.book, [&batch.cards], &batch.counters)
+        );
+    }
+}

@@ -13,7 +13,7 @@ mod summary;
 use std::io::{self, BufRead, Write};
 use std::time::{Duration, Instant};
 
-use cardlink_core::{Engine, Ledger, OfferBook, Outcome, RewardUpdate};
+use cardlink_core::{CardEvent, Engine, Ledger, OfferBook, Outcome, RewardUpdate};
 use cardlink_observe::metrics as observe;
 use cardlink_wire::{Format, decode_card_event, decode_json_event};
 
@@ -230,8 +230,8 @@ impl<P: FnMut(u64)> parallel::Apply for Applier<'_, P> {
     }
 
     #[inline]
-    fn prefetch(&self, step: cardlink_core::Prefetch, card_token: &str, event_id: &str, transaction_id: Option<&str>) {
-        self.replayer.engine.cards.prefetch(step, card_token, event_id, transaction_id);
+    fn prefetch(&self, step: cardlink_core::Prefetch, event: &CardEvent<'_>) {
+        self.replayer.engine.prefetch(step, event);
     }
 }
 

@@ -30,13 +30,6 @@ const IN_FLIGHT: usize = 4;
 /// How far ahead the engine's thread asks for a record of the batch.
 const PREFETCH_ITEM: usize = 8;
 
-/// How many records ahead the engine's thread takes each step of a coming
-/// event's prefetch: one event apart, about the time memory takes to answer
-/// (a record takes the engine around a microsecond), and near enough that
-/// what arrives is still in the cache when used.
-const PREFETCH: [(usize, Prefetch); 4] =
-    [(4, Prefetch::Card), (3, Prefetch::State), (2, Prefetch::Ids), (1, Prefetch::Transaction)];
-
 /// Where a string lies in a batch's text or records.
 #[derive(Debug, Clone, Copy)]
 struct Span(u32, u32);
@@ -119,18 +112,6 @@ impl Packed {
         }
     }
 
-    /// The card, the event id and the transaction id, if any: what the
-    /// engine looks up first.
-    #[inline]
-    fn keys<'t>(&self, text: &'t str) -> (&'t str, &'t str, Option<&'t str>) {
-        let tx = match &self.body {
-            PackedBody::Authorization(p) | PackedBody::Clearing(p) => Some(p.transaction_id),
-            PackedBody::AuthReversal(t) | PackedBody::Refund(t, _) => Some(*t),
-            PackedBody::Activation(_) => None,
-        };
-        (self.card_token.str(text), self.event_id.str(text), tx.map(|t| t.str(text)))
-    }
-
     #[inline]
     fn unpack<'t>(&self, text: &'t str) -> CardEvent<'t> {
         let purchase = |p: &PackedPurchase| Purchase {
@@ -193,9 +174,9 @@ pub(crate) trait Apply {
     /// when dead letters are not written).
     fn rejected(&mut self, reason: RejectReason, dead_letter: &[u8]) -> io::Result<()>;
 
-    /// A hint that an event with these keys comes in a few records: one
-    /// step of [`cardlink_core::CardStore::prefetch`].
-    fn prefetch(&self, step: Prefetch, card_token: &str, event_id: &str, transaction_id: Option<&str>);
+    /// A hint that `event` comes in a few records: one step of
+    /// [`cardlink_core::Engine::prefetch`].
+    fn prefetch(&self, step: Prefetch, event: &CardEvent<'_>);
 
     /// Called every 65 536 records and at the end with the count so far.
     fn progress(&mut self, n: u64);
@@ -223,7 +204,7 @@ pub(crate) fn run<A: Apply>(
             for batch in full_rx.iter() {
                 let batch = batch?;
                 let ahead = |i: usize| match batch.items.get(i) {
-                    Some(Item::Event { event, .. }) => Some(event.keys(&batch.text)),
+                    Some(Item::Event { event, .. }) => Some(event.unpack(&batch.text)),
                     _ => None,
                 };
                 for (i, item) in batch.items.iter().enumerate() {
@@ -236,9 +217,9 @@ pub(crate) fn run<A: Apply>(
                     // Per-card state is far larger than the caches: ask for
                     // a coming event's card entry, then, once that is near,
                     // for what it points to, while this event is applied.
-                    for (distance, step) in PREFETCH {
-                        if let Some((card, id, tx)) = ahead(i + distance) {
-                            apply.prefetch(step, card, id, tx);
+                    for (distance, step) in Prefetch::PIPELINE {
+                        if let Some(coming) = ahead(i + distance) {
+                            apply.prefetch(step, &coming);
                         }
                     }
                     match *item {

@@ -368,11 +368,7 @@ fn last_heaps_mib(log: &Path) -> Option<[f64; 3]> {
         let start = line[..at].trim_end().rfind(' ')? + 1;
         line[start..at].trim().parse().ok()
     };
-    Some([
-        number_before(" MiB committed")?,
-        number_before(" MiB in use")?,
-        number_before(" MiB held")?,
-    ])
+    Some([number_before(" MiB committed")?, number_before(" MiB in use")?, number_before(" MiB held")?])
 }
 
 /// One RSS sample.
@@ -494,8 +490,13 @@ fn soak(plan: Plan) {
     let config = Config::from_toml(&text).unwrap();
 
     // The feed, its offers and the churn.
-    let sim =
-        SimConfig { seed: 53, events: plan.secs * plan.rate, days: plan.days, cards: plan.cards, ..SimConfig::default() };
+    let sim = SimConfig {
+        seed: 53,
+        events: plan.secs * plan.rate,
+        days: plan.days,
+        cards: plan.cards,
+        ..SimConfig::default()
+    };
     let speed = f64::from(sim.days) * 86_400.0 / plan.secs as f64; // simulated s per s
     let lead = TimeDelta::seconds((10.0 * speed) as i64).min(TimeDelta::days(1));
     let churn = churn_offers(&sim, lead);
@@ -703,9 +704,8 @@ fn soak(plan: Plan) {
                 (Some(b), Some(m)) => format!("{:.1}", b as f64 / 1024.0 - m),
                 _ => "-".into(),
             };
-            let (rust, c) = s.b_heaps.map_or(("-".into(), "-".into()), |[r, u, h]| {
-                (format!("{r:.1}"), format!("{u:.1} / {h:.1}"))
-            });
+            let (rust, c) =
+                s.b_heaps.map_or(("-".into(), "-".into()), |[r, u, h]| (format!("{r:.1}"), format!("{u:.1} / {h:.1}")));
             writeln!(
                 report,
                 "| {:.1} | {} | {state} | {own} | {rust} | {c} | {} | {} | {} |",
