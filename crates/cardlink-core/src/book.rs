@@ -27,15 +27,24 @@ pub struct Usage {
 }
 
 /// One offer and its usage.
+///
+/// In declared order (`repr(C)`): the usage, then the offer's fields that
+/// settling a reward reads (see [`Offer`]), within [`SLOT_HOT_BYTES`].
 #[derive(Debug, Clone)]
+#[repr(C)]
 pub struct OfferSlot {
+    /// Budget usage.
+    pub usage: Usage,
     /// The current definition.
     pub offer: Offer,
     /// False once retired: it matches nothing, but its rewards still settle.
     pub active: bool,
-    /// Budget usage.
-    pub usage: Usage,
 }
+
+/// The bytes at the start of an [`OfferSlot`] that applying a reward of
+/// the offer reads: the usage through the offer's `min_spend`.
+const SLOT_HOT_BYTES: usize =
+    std::mem::offset_of!(OfferSlot, offer) + std::mem::offset_of!(Offer, min_spend) + std::mem::size_of::<Decimal>();
 
 /// What the matcher needs of an offer, copied into the index lists so that
 /// judging the candidates of a purchase reads one contiguous list instead
@@ -308,9 +317,10 @@ impl OfferBook {
     #[inline]
     pub fn prefetch_slot(&self, idx: OfferIdx) {
         if let Some(slot) = self.slots.get(idx.0 as usize) {
+            // The hot bytes span at most this many lines, wherever they start.
             let start = (slot as *const OfferSlot).cast::<u8>();
-            for offset in (0..std::mem::size_of::<OfferSlot>()).step_by(64) {
-                prefetch(start.wrapping_add(offset));
+            for line in 0..SLOT_HOT_BYTES.div_ceil(64) + 1 {
+                prefetch(start.wrapping_add(line * 64));
             }
         }
     }

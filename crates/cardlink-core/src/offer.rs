@@ -51,7 +51,12 @@ impl Hours {
 }
 
 /// A validated offer.
+///
+/// Fields are in declared order (`repr(C)`), those that settling a reward
+/// reads first (id, currency, rule, caps, budget), so that with the usage
+/// before them in [`crate::book::OfferSlot`] they share two cache lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[repr(C)]
 pub struct Offer {
     /// Unique, non-empty id.
     pub id: Box<str>,
@@ -59,6 +64,12 @@ pub struct Offer {
     pub currency: Currency,
     /// Value rule.
     pub reward: RewardRule,
+    /// Total of live reward values, in the reward's unit (R6).
+    pub budget: Option<Decimal>,
+    /// Cap per transaction, in the reward's unit.
+    pub max_reward: Option<Decimal>,
+    /// Minimum purchase amount.
+    pub min_spend: Decimal,
     /// Merchant ids; empty matches any.
     pub mids: Vec<Box<str>>,
     /// Merchant category codes; empty matches any.
@@ -67,10 +78,6 @@ pub struct Offer {
     pub countries: Vec<Country>,
     /// Network bit set (see [`Network::bit`]); 0 matches any.
     pub networks: u8,
-    /// Minimum purchase amount.
-    pub min_spend: Decimal,
-    /// Cap per transaction, in the reward's unit.
-    pub max_reward: Option<Decimal>,
     /// Valid from this instant (inclusive).
     pub valid_from: Option<DateTime<Utc>>,
     /// Valid until this instant (exclusive).
@@ -83,8 +90,6 @@ pub struct Offer {
     pub activation_required: bool,
     /// At most this many live rewards per card (R7).
     pub max_per_card: Option<u64>,
-    /// Total of live reward values, in the reward's unit (R6).
-    pub budget: Option<Decimal>,
 }
 
 impl Offer {
