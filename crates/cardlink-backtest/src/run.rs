@@ -423,7 +423,7 @@ fn eligible(
         && c.valid_from.is_none_or(|t| t <= instant)
         && c.valid_until.is_none_or(|t| instant < t)
         && p.money.amount >= c.min_spend
-        && c.max_per_card.is_none_or(|max| u64::from(card.map_or(0, |card| card.live_count(c.idx))) < max)
+        && c.max_per_card().is_none_or(|max| u64::from(card.map_or(0, |card| card.live_count(c.idx))) < max)
         && (!c.extra_merchant_rules || {
             let offer = &book.slot(c.idx).offer;
             (offer.mccs.is_empty() || offer.mccs.binary_search(&p.merchant.mcc).is_ok())

@@ -76,12 +76,21 @@ pub struct Candidate {
     pub reward: RewardRule,
     /// Cap per transaction.
     pub max_reward: Option<Decimal>,
-    /// Budget, when the offer has one.
-    pub budget: Option<Decimal>,
-    /// Per-card limit.
-    pub max_per_card: Option<u64>,
+    /// The offer has a budget (its amount is read from the offer when it
+    /// matters, which is rarely).
+    pub budgeted: bool,
+    /// Per-card limit; 0 for none (a limit is positive).
+    pub max_per_card: u64,
     /// Digits of the reward's unit.
-    pub value_digits: u32,
+    pub value_digits: u8,
+}
+
+impl Candidate {
+    /// The per-card limit (R7), if any.
+    #[inline]
+    pub fn max_per_card(&self) -> Option<u64> {
+        (self.max_per_card != 0).then_some(self.max_per_card)
+    }
 }
 
 impl Candidate {
@@ -104,9 +113,9 @@ impl Candidate {
             min_spend: offer.min_spend,
             reward: offer.reward,
             max_reward: offer.max_reward,
-            budget: offer.budget,
-            max_per_card: offer.max_per_card,
-            value_digits: offer.value_digits(),
+            budgeted: offer.budget.is_some(),
+            max_per_card: offer.max_per_card.unwrap_or(0),
+            value_digits: offer.value_digits() as u8,
         }
     }
 }

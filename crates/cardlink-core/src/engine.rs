@@ -206,7 +206,7 @@ fn eligible(book: &OfferBook, c: &Candidate, p: &Purchase<'_>, when: &When, card
         && c.valid_from.is_none_or(|t| t <= when.instant)
         && c.valid_until.is_none_or(|t| when.instant < t)
         && (c.min_spend.is_zero() || p.money.amount >= c.min_spend)
-        && c.max_per_card.is_none_or(|max| u64::from(card.map_or(0, |card| card.live_count(c.idx))) < max)
+        && c.max_per_card().is_none_or(|max| u64::from(card.map_or(0, |card| card.live_count(c.idx))) < max)
         && (!c.extra_merchant_rules || merchant_rules(&book.slot(c.idx).offer, p))
         && (!c.activation_required
             || card.is_some_and(|card| card.activations.contains_hashed(c.id_hash, || &book.slot(c.idx).offer.id)))
@@ -247,11 +247,11 @@ fn match_purchase<B: Budgets>(
         if !eligible(book, c, p, &when, card) {
             return;
         }
-        let left = c.budget.map(|_| budgets.left(book, c.idx, Decimal::ZERO));
-        let value = value_of(c.reward, c.max_reward, c.value_digits, p.money.amount, left);
+        let left = c.budgeted.then(|| budgets.left(book, c.idx, Decimal::ZERO));
+        let value = value_of(c.reward, c.max_reward, u32::from(c.value_digits), p.money.amount, left);
         if let Some(left) = left {
             if B::MAY_HOLD {
-                let uncut = value_of(c.reward, c.max_reward, c.value_digits, p.money.amount, None);
+                let uncut = value_of(c.reward, c.max_reward, u32::from(c.value_digits), p.money.amount, None);
                 if uncut > value {
                     short.push((c.idx, uncut, left));
                 }
