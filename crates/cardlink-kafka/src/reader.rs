@@ -56,8 +56,12 @@ pub(crate) fn reader_config(config: &Config, role: &str) -> ClientConfig {
         // Reaching the end is noticed when an empty fetch returns: do not
         // let the broker hold it for long.
         .set("fetch.wait.max.ms", "20")
-        .set("fetch.max.bytes", "52428800")
-        .set("max.partition.fetch.bytes", "10485760");
+        .set("fetch.max.bytes", "16777216")
+        .set("max.partition.fetch.bytes", "4194304")
+        // A restore reads the whole changelog as fast as it can: librdkafka's
+        // default prefetch (64 MiB) filled up, and the C heap kept that
+        // much after the restore (soak run F, docs/reliability.md).
+        .set("queued.max.messages.kbytes", "16384");
     config.finish(c)
 }
 

@@ -78,6 +78,7 @@ const MEMORY_LOG_EVERY: Duration = Duration::from_secs(10);
 /// `cardlink run`: the live pipeline, until SIGINT or SIGTERM.
 pub fn run(args: RunArgs) -> Result<(), Failure> {
     logging::init();
+    crate::memory::configure_c_heap();
     let config = config(&args.config)?;
     log::info!("configuration: {config:?}");
     let mode = if args.pass_through { Mode::PassThrough } else { Mode::Match };

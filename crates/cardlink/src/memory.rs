@@ -4,6 +4,26 @@
 //! step in RSS can be put down to one allocator or the other (see
 //! docs/reliability.md, "Soak").
 
+/// Fixes glibc malloc's thresholds, for a long-running process. By
+/// default glibc raises its mmap threshold to the largest block freed so
+/// far (up to 32 MiB) and its trim threshold to twice that. librdkafka
+/// frees fetch buffers of megabytes after a restore or a catch-up, and
+/// from then on a thread's arena kept up to 64 MiB of free memory
+/// resident: `malloc_trim` does not shrink the top of a thread's arena.
+/// The soak showed it as a step in RSS of about 60 MiB at a broker
+/// restart, with 2.6 MiB of the C heap in use. With fixed thresholds,
+/// blocks of 256 KiB and more are mapped on their own and unmapped when
+/// freed, and an arena gives back free memory above 1 MiB at its top.
+pub fn configure_c_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes malloc's tuning parameters; called
+    // before the Kafka clients start their threads.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1024 * 1024);
+    }
+}
+
 /// One reading, in bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Reading {
