@@ -10,7 +10,7 @@ use crate::country::Country;
 use crate::flat::{Indexed, prefetch};
 use crate::money::Currency;
 use crate::offer::{Hours, Offer, RewardRule};
-use crate::state::{InlineKey, Prefetch, hash_bytes};
+use crate::state::{InlineKey, Prefetch, PrefetchKeys, hash_bytes};
 
 /// Position of an offer in the book. Slots are never reused, so an index
 /// stays valid for rewards that outlive their offer's retirement.
@@ -293,16 +293,21 @@ impl OfferBook {
     /// Brings closer what matching a purchase at merchant `mid` in
     /// `currency` will read, one step of [`Prefetch::PIPELINE`] at a
     /// time: where the merchant's candidate list is filed, its entry, the
-    /// list, and the candidates' offers. A hint only: it changes nothing.
+    /// list, and the candidates' offers (nothing for an event that is not a
+    /// purchase). A hint only: it changes nothing.
     #[inline]
-    pub fn prefetch_candidates(&self, step: Prefetch, currency: Currency, mid: &str) {
+    pub fn prefetch_candidates(&self, step: Prefetch, keys: &PrefetchKeys<'_>) {
+        let Some((currency, mid, hash)) = keys.merchant else { return };
         let Some(ci) = self.index.get(&currency) else { return };
-        let hash = hash_bytes(mid.as_bytes());
+        let list = || {
+            let b = mid.as_bytes();
+            ci.by_mid.find(hash, |(k, _)| k.as_bytes() == b).map(|p| &ci.by_mid.get(p).1)
+        };
         match step {
             Prefetch::Card => ci.by_mid.prefetch(hash),
             Prefetch::State => ci.by_mid.prefetch_entry(hash, 1),
             Prefetch::Ids => {
-                if let Some(list) = ci.mid(mid) {
+                if let Some(list) = list() {
                     let start = list.as_ptr().cast::<u8>();
                     let bytes = (list.len() * std::mem::size_of::<Candidate>()).min(16 * 64);
                     for offset in (0..bytes).step_by(64) {
@@ -311,7 +316,7 @@ impl OfferBook {
                 }
             }
             Prefetch::Transaction => {
-                if let Some(list) = ci.mid(mid) {
+                if let Some(list) = list() {
                     for c in list {
                         self.prefetch_slot(c.idx);
                     }

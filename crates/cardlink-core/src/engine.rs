@@ -8,7 +8,7 @@ use crate::book::{Candidate, OfferBook, OfferIdx};
 use crate::event::{CardEvent, EventBody, EventKind, Money, Purchase, RawEvent, RejectReason, Rejection};
 use crate::money::{Currency, round_toward_zero};
 use crate::offer::{Offer, RewardRule};
-use crate::state::{CardState, CardStore, Prefetch, Reward, RewardStatus, Transaction, bump_live};
+use crate::state::{CardState, CardStore, Prefetch, PrefetchKeys, Reward, RewardStatus, Transaction, bump_live};
 
 /// Whether a reward is cash (in a currency) or points.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -617,6 +617,36 @@ pub struct Engine {
     pub counters: Counters,
 }
 
+/// The prefetch pipeline over a sequence of events: the keys of the next
+/// few, hashed once each, and the step each is due.
+#[derive(Debug, Default)]
+pub struct Lookahead<'a> {
+    /// Keys of events `i+1 ..= i+FARTHEST`, at their index modulo the size.
+    ring: [Option<PrefetchKeys<'a>>; 8],
+}
+
+impl<'a> Lookahead<'a> {
+    /// Before event `i` is applied: takes each coming event's next step of
+    /// [`Engine::prefetch`]. `event(j)` is the `j`th event of the
+    /// sequence, if there is one and it is a valid event.
+    #[inline]
+    pub fn step(&mut self, engine: &Engine, i: usize, event: impl Fn(usize) -> Option<CardEvent<'a>>) {
+        let farthest = Prefetch::PIPELINE[0].0;
+        self.ring[(i + farthest) % 8] = event(i + farthest).as_ref().map(PrefetchKeys::of);
+        if i == 0 {
+            // The first events of a sequence start part of the way along.
+            for d in 1..farthest {
+                self.ring[d % 8] = event(d).as_ref().map(PrefetchKeys::of);
+            }
+        }
+        for (distance, step) in Prefetch::PIPELINE {
+            if let Some(keys) = &self.ring[(i + distance) % 8] {
+                engine.prefetch(step, keys);
+            }
+        }
+    }
+}
+
 /// What [`Engine::process`] did with an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -675,34 +705,25 @@ impl Engine {
         sink: &mut impl RewardSink,
         mut each: impl FnMut(usize, Outcome),
     ) {
-        for i in 0..events.len() {
-            for (distance, step) in Prefetch::PIPELINE {
-                if let Some(coming) = events.get(i + distance) {
-                    self.prefetch(step, coming);
-                }
-            }
-            let outcome = self.apply(&events[i], sink);
+        let mut ahead = Lookahead::default();
+        for (i, event) in events.iter().enumerate() {
+            ahead.step(self, i, |j| events.get(j).copied());
+            let outcome = self.apply(event, sink);
             each(i, outcome);
         }
     }
 
-    /// One step of bringing closer what applying `event` will read: its
-    /// card's state ([`CardStore::prefetch`]), a purchase's candidate
-    /// offers, and the offers of the transaction's rewards. Take the steps
-    /// in [`Prefetch::PIPELINE`] order, an event or so apart. A hint only:
-    /// it changes nothing.
+    /// One step of bringing closer what applying the event of `keys` will
+    /// read: its card's state ([`CardStore::prefetch`]), a purchase's
+    /// candidate offers, and the offers of the transaction's rewards. Take
+    /// the steps in [`Prefetch::PIPELINE`] order, an event or so apart (as
+    /// [`Lookahead`] does). A hint only: it changes nothing.
     #[inline]
-    pub fn prefetch(&self, step: Prefetch, event: &CardEvent<'_>) {
-        let transaction_id = event.transaction_id();
-        self.cards.prefetch(step, event.card_token, event.event_id, transaction_id);
-        match event.body {
-            EventBody::Authorization(p) | EventBody::Clearing(p) => {
-                self.book.prefetch_candidates(step, p.money.currency, p.merchant.mid)
-            }
-            _ => {}
-        }
-        if let (Prefetch::Offers, Some(tx)) = (step, transaction_id) {
-            if let Some(tx) = self.cards.get(event.card_token).and_then(|c| c.transactions.get(tx)) {
+    pub fn prefetch(&self, step: Prefetch, keys: &PrefetchKeys<'_>) {
+        self.cards.prefetch(step, keys);
+        self.book.prefetch_candidates(step, keys);
+        if step == Prefetch::Offers {
+            if let Some(tx) = self.cards.transaction_hashed(keys) {
                 for r in &tx.rewards {
                     self.book.prefetch_slot(r.offer);
                 }

@@ -20,8 +20,8 @@ pub mod state;
 
 pub use book::{OfferBook, OfferIdx};
 pub use engine::{
-    Applied, Budgets, Counters, Engine, Outcome, RewardKind, RewardSink, RewardUpdate, WholeBudget, apply, apply_with,
-    reward_value,
+    Applied, Budgets, Counters, Engine, Lookahead, Outcome, RewardKind, RewardSink, RewardUpdate, WholeBudget, apply,
+    apply_with, reward_value,
 };
 pub use event::{
     CardEvent, EventBody, EventKind, Field, MerchantField, Network, RawEvent, RawMerchant, RejectReason, Rejection,
@@ -30,7 +30,7 @@ pub use event::{
 pub use ledger::Ledger;
 pub use money::Currency;
 pub use offer::{Offer, OfferError, parse_offer, parse_offer_file};
-pub use state::{CardState, CardStore, IdSet, Prefetch, RewardStatus};
+pub use state::{CardState, CardStore, IdSet, Prefetch, PrefetchKeys, RewardStatus};
 
 /// Asks the processor to bring the cache line holding `p` closer: for an
 /// adapter that knows what the engine will read next. A hint only; it

@@ -826,6 +826,38 @@ pub enum Prefetch {
     Offers,
 }
 
+/// An event's keys and their hashes, computed once for all the steps of
+/// its prefetch ([`CardStore::prefetch`]).
+#[derive(Debug, Clone, Copy)]
+pub struct PrefetchKeys<'a> {
+    card_token: &'a str,
+    card: u64,
+    event_id: u64,
+    transaction: Option<(&'a str, u64)>,
+    /// A purchase's currency, merchant id and the id's hash.
+    pub(crate) merchant: Option<(Currency, &'a str, u64)>,
+}
+
+impl<'a> PrefetchKeys<'a> {
+    /// The keys of `event`.
+    #[inline]
+    pub fn of(event: &crate::event::CardEvent<'a>) -> Self {
+        let merchant = match event.body {
+            crate::event::EventBody::Authorization(p) | crate::event::EventBody::Clearing(p) => {
+                Some((p.money.currency, p.merchant.mid, hash_bytes(p.merchant.mid.as_bytes())))
+            }
+            _ => None,
+        };
+        PrefetchKeys {
+            card_token: event.card_token,
+            card: hash_bytes(event.card_token.as_bytes()),
+            event_id: IdSet::hash(event.event_id),
+            transaction: event.transaction_id().map(|t| (t, hash_bytes(t.as_bytes()))),
+            merchant,
+        }
+    }
+}
+
 impl Prefetch {
     /// Every step with how many events ahead of the one being applied it
     /// is best taken: one event apart, about the time memory takes to
@@ -905,34 +937,49 @@ impl CardStore {
     /// previous one's memory has had time to arrive, as
     /// [`Prefetch::PIPELINE`] says. A hint only: it changes nothing.
     #[inline]
-    pub fn prefetch(&self, step: Prefetch, card_token: &str, event_id: &str, transaction_id: Option<&str>) {
-        let hash = hash_bytes(card_token.as_bytes());
+    pub fn prefetch(&self, step: Prefetch, keys: &PrefetchKeys<'_>) {
         match step {
-            Prefetch::Card => self.cards.prefetch(hash),
+            Prefetch::Card => self.cards.prefetch(keys.card),
             // An entry (key and state) spans five to six cache lines,
             // wherever it starts; the first rules read most of them.
-            Prefetch::State => self.cards.prefetch_entry(hash, 6),
+            Prefetch::State => self.cards.prefetch_entry(keys.card, 6),
             Prefetch::Ids => {
-                let Some(card) = self.get(card_token) else { return };
-                card.seen.prefetch(IdSet::hash(event_id));
-                if let Some(tx) = transaction_id {
-                    card.transactions.prefetch(hash_bytes(tx.as_bytes()));
+                let Some(card) = self.get_hashed(keys) else { return };
+                card.seen.prefetch(keys.event_id);
+                if let Some((_, tx)) = keys.transaction {
+                    card.transactions.prefetch(tx);
                 }
                 crate::flat::prefetch(card.live.as_ptr());
             }
             Prefetch::Transaction => {
-                if let (Some(card), Some(tx)) = (self.get(card_token), transaction_id) {
-                    card.transactions.prefetch_entry(hash_bytes(tx.as_bytes()));
+                if let (Some(card), Some((_, tx))) = (self.get_hashed(keys), keys.transaction) {
+                    card.transactions.prefetch_entry(tx);
                 }
             }
             Prefetch::Rewards => {
-                if let Some(tx) = transaction_id.and_then(|tx| self.get(card_token)?.transactions.get(tx)) {
+                if let Some(tx) = self.transaction_hashed(keys) {
                     crate::flat::prefetch(tx.rewards.as_ptr());
                 }
             }
             // The offers are the book's: see `Engine::prefetch`.
             Prefetch::Offers => {}
         }
+    }
+
+    /// The card of `keys`, found by its hash.
+    #[inline]
+    fn get_hashed(&self, keys: &PrefetchKeys<'_>) -> Option<&CardState> {
+        let t = keys.card_token.as_bytes();
+        self.cards.find(keys.card, |(k, _)| k.as_bytes() == t).map(|i| &self.cards.get(i).1)
+    }
+
+    /// The transaction of `keys`, found by its hashes (expired or not:
+    /// only a hint is taken from it).
+    #[inline]
+    pub(crate) fn transaction_hashed(&self, keys: &PrefetchKeys<'_>) -> Option<&Transaction> {
+        let (id, hash) = keys.transaction?;
+        let table = &self.get_hashed(keys)?.transactions.table;
+        table.find(hash, |e| e.key.as_bytes() == id.as_bytes()).map(|i| &table.get(i).tx)
     }
 
     /// Every card, in no particular order.

@@ -13,7 +13,7 @@ mod summary;
 use std::io::{self, BufRead, Write};
 use std::time::{Duration, Instant};
 
-use cardlink_core::{CardEvent, Engine, Ledger, OfferBook, Outcome, RewardUpdate};
+use cardlink_core::{Engine, Ledger, OfferBook, Outcome, RewardUpdate};
 use cardlink_observe::metrics as observe;
 use cardlink_wire::{Format, decode_card_event, decode_json_event};
 
@@ -230,8 +230,8 @@ impl<P: FnMut(u64)> parallel::Apply for Applier<'_, P> {
     }
 
     #[inline]
-    fn prefetch(&self, step: cardlink_core::Prefetch, event: &CardEvent<'_>) {
-        self.replayer.engine.prefetch(step, event);
+    fn engine(&self) -> &Engine {
+        &self.replayer.engine
     }
 }
 

@@ -15,7 +15,7 @@ use std::sync::mpsc;
 
 use cardlink_core::country::Country;
 use cardlink_core::event::{CardEvent, EventBody, Merchant, Money, Network, Purchase, RejectReason, Rejection};
-use cardlink_core::{Prefetch, RawEvent, validate};
+use cardlink_core::{Engine, Lookahead, RawEvent, validate};
 use cardlink_wire::{Format, decode_card_event, decode_json_event};
 
 use crate::framing::{Frame, RecordReader};
@@ -174,9 +174,9 @@ pub(crate) trait Apply {
     /// when dead letters are not written).
     fn rejected(&mut self, reason: RejectReason, dead_letter: &[u8]) -> io::Result<()>;
 
-    /// A hint that `event` comes in a few records: one step of
-    /// [`cardlink_core::Engine::prefetch`].
-    fn prefetch(&self, step: Prefetch, event: &CardEvent<'_>);
+    /// The engine the events are applied to, for the prefetch pipeline
+    /// ([`Lookahead`]).
+    fn engine(&self) -> &Engine;
 
     /// Called every 65 536 records and at the end with the count so far.
     fn progress(&mut self, n: u64);
@@ -207,6 +207,7 @@ pub(crate) fn run<A: Apply>(
                     Some(Item::Event { event, .. }) => Some(event.unpack(&batch.text)),
                     _ => None,
                 };
+                let mut lookahead = Lookahead::default();
                 for (i, item) in batch.items.iter().enumerate() {
                     // The reading thread wrote the batch on the other core:
                     // ask for a coming record before its keys are read.
@@ -217,11 +218,7 @@ pub(crate) fn run<A: Apply>(
                     // Per-card state is far larger than the caches: ask for
                     // a coming event's card entry, then, once that is near,
                     // for what it points to, while this event is applied.
-                    for (distance, step) in Prefetch::PIPELINE {
-                        if let Some(coming) = ahead(i + distance) {
-                            apply.prefetch(step, &coming);
-                        }
-                    }
+                    lookahead.step(apply.engine(), i, ahead);
                     match *item {
                         Item::Event { event, record, position } => {
                             apply.event(&event.unpack(&batch.text), record.slice(&batch.records), position, format)?
