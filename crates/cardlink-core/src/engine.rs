@@ -232,10 +232,37 @@ fn match_purchase<B: Budgets>(
     card: Option<&CardState>,
     short: &mut Vec<Shortfall>,
 ) -> Vec<Reward> {
-    let mut out = Vec::new();
     if p.money.amount <= Decimal::ZERO {
-        return out;
+        return Vec::new();
     }
+    MATCHED.with_borrow_mut(|points| {
+        points.clear();
+        let cash = match_into(book, budgets, p, occurred_at, card, short, points);
+        // Exactly as long as needed: the list is kept with the transaction.
+        let mut out = Vec::with_capacity(points.len() + usize::from(cash.is_some()));
+        out.extend(cash.map(|(offer, value)| Reward { offer, status: RewardStatus::Pending, value }));
+        out.extend_from_slice(points);
+        out
+    })
+}
+
+thread_local! {
+    /// The points rewards of the purchase being matched, so that matching
+    /// allocates only the transaction's list, at its final length.
+    static MATCHED: std::cell::RefCell<Vec<Reward>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// [`match_purchase`]'s body: pushes the points rewards to `points` and
+/// returns the best cash offer, if any.
+fn match_into<B: Budgets>(
+    book: &OfferBook,
+    budgets: &B,
+    p: &Purchase<'_>,
+    occurred_at: chrono::DateTime<chrono::FixedOffset>,
+    card: Option<&CardState>,
+    short: &mut Vec<Shortfall>,
+    out: &mut Vec<Reward>,
+) -> Option<(OfferIdx, Decimal)> {
     let local = occurred_at.naive_local();
     let when = When {
         instant: occurred_at.with_timezone(&Utc),
@@ -277,10 +304,7 @@ fn match_purchase<B: Budgets>(
             out.push(Reward { offer: c.idx, status: RewardStatus::Pending, value });
         }
     });
-    if let Some((offer, value)) = best_cash {
-        out.insert(0, Reward { offer, status: RewardStatus::Pending, value });
-    }
-    out
+    best_cash
 }
 
 /// The event's identifiers, carried into every record it emits.
