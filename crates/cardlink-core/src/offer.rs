@@ -52,16 +52,15 @@ impl Hours {
 
 /// A validated offer.
 ///
-/// Fields are in declared order (`repr(C)`), those that settling a reward
-/// reads first (id, currency, rule, caps, budget), so that with the usage
-/// before them in [`crate::book::OfferSlot`] they share two cache lines.
+/// Fields are in declared order (`repr(C)`): those that settling a reward
+/// reads first (id, rule, caps, budget, currency), so that with the usage
+/// before them in [`crate::book::OfferSlot`] they share two cache lines;
+/// the small fields fill what would be padding.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[repr(C)]
 pub struct Offer {
     /// Unique, non-empty id.
     pub id: Box<str>,
-    /// Currency of purchases, thresholds, fixed rewards and cash budgets.
-    pub currency: Currency,
     /// Value rule.
     pub reward: RewardRule,
     /// Total of live reward values, in the reward's unit (R6).
@@ -70,26 +69,28 @@ pub struct Offer {
     pub max_reward: Option<Decimal>,
     /// Minimum purchase amount.
     pub min_spend: Decimal,
+    /// Currency of purchases, thresholds, fixed rewards and cash budgets.
+    pub currency: Currency,
+    /// Network bit set (see [`Network::bit`]); 0 matches any.
+    pub networks: u8,
+    /// Local weekdays, bit 0 = Monday; 0 matches any day.
+    pub days: u8,
     /// Merchant ids; empty matches any.
     pub mids: Vec<Box<str>>,
     /// Merchant category codes; empty matches any.
     pub mccs: Vec<u16>,
     /// Merchant countries; empty matches any.
     pub countries: Vec<Country>,
-    /// Network bit set (see [`Network::bit`]); 0 matches any.
-    pub networks: u8,
+    /// At most this many live rewards per card (R7).
+    pub max_per_card: Option<u64>,
     /// Valid from this instant (inclusive).
     pub valid_from: Option<DateTime<Utc>>,
     /// Valid until this instant (exclusive).
     pub valid_until: Option<DateTime<Utc>>,
-    /// Local weekdays, bit 0 = Monday; 0 matches any day.
-    pub days: u8,
     /// Local time window.
     pub hours: Option<Hours>,
     /// The card must have activated the offer first.
     pub activation_required: bool,
-    /// At most this many live rewards per card (R7).
-    pub max_per_card: Option<u64>,
 }
 
 impl Offer {
