@@ -42,9 +42,8 @@ pub struct OfferSlot {
 }
 
 /// The bytes at the start of an [`OfferSlot`] that applying a reward of
-/// the offer reads: the usage through the offer's `min_spend`.
-const SLOT_HOT_BYTES: usize =
-    std::mem::offset_of!(OfferSlot, offer) + std::mem::offset_of!(Offer, min_spend) + std::mem::size_of::<Decimal>();
+/// the offer reads: the usage, and the offer up to its merchant lists.
+const SLOT_HOT_BYTES: usize = std::mem::offset_of!(OfferSlot, offer) + std::mem::offset_of!(Offer, mids);
 
 /// What the matcher needs of an offer, copied into the index lists so that
 /// judging the candidates of a purchase reads one contiguous list instead
@@ -91,9 +90,7 @@ impl Candidate {
     pub fn max_per_card(&self) -> Option<u64> {
         (self.max_per_card != 0).then_some(self.max_per_card)
     }
-}
 
-impl Candidate {
     fn of(idx: OfferIdx, offer: &Offer) -> Self {
         let extra_merchant_rules = if !offer.mids.is_empty() {
             !offer.mccs.is_empty() || !offer.countries.is_empty()
@@ -154,8 +151,12 @@ fn mid_hash((key, _): &(InlineKey, Vec<Candidate>)) -> u64 {
 impl CurrencyIndex {
     #[inline]
     fn mid_position(&self, mid: &str) -> Option<usize> {
-        let b = mid.as_bytes();
-        self.by_mid.find(hash_bytes(b), |(k, _)| k.as_bytes() == b)
+        self.mid_position_hashed(mid, hash_bytes(mid.as_bytes()))
+    }
+
+    #[inline]
+    fn mid_position_hashed(&self, mid: &str, hash: u64) -> Option<usize> {
+        self.by_mid.find(hash, |(k, _)| k.as_bytes() == mid.as_bytes())
     }
 
     #[inline]
@@ -299,10 +300,7 @@ impl OfferBook {
     pub fn prefetch_candidates(&self, step: Prefetch, keys: &PrefetchKeys<'_>) {
         let Some((currency, mid, hash)) = keys.merchant else { return };
         let Some(ci) = self.index.get(&currency) else { return };
-        let list = || {
-            let b = mid.as_bytes();
-            ci.by_mid.find(hash, |(k, _)| k.as_bytes() == b).map(|p| &ci.by_mid.get(p).1)
-        };
+        let list = || ci.mid_position_hashed(mid, hash).map(|p| &ci.by_mid.get(p).1);
         match step {
             Prefetch::Card => ci.by_mid.prefetch(hash),
             Prefetch::State => ci.by_mid.prefetch_entry(hash, 1),

@@ -235,12 +235,52 @@ fn match_purchase<B: Budgets>(
     if p.money.amount <= Decimal::ZERO {
         return Vec::new();
     }
+    let local = occurred_at.naive_local();
+    let when = When {
+        instant: occurred_at.with_timezone(&Utc),
+        weekday_bit: 1 << local.weekday().num_days_from_monday(),
+        second_of_day: local.num_seconds_from_midnight(),
+    };
+    let mut best_cash: Option<(OfferIdx, Decimal)> = None;
     MATCHED.with_borrow_mut(|points| {
         points.clear();
-        let cash = match_into(book, budgets, p, occurred_at, card, short, points);
+        book.for_each_candidate(p.money.currency, p.merchant.mid, p.merchant.mcc, p.merchant.country, |c| {
+            if !eligible(book, c, p, &when, card) {
+                return;
+            }
+            let left = c.budgeted.then(|| budgets.left(book, c.idx, Decimal::ZERO));
+            let value = value_of(c.reward, c.max_reward, u32::from(c.value_digits), p.money.amount, left);
+            if let Some(left) = left {
+                if B::MAY_HOLD {
+                    let uncut = value_of(c.reward, c.max_reward, u32::from(c.value_digits), p.money.amount, None);
+                    if uncut > value {
+                        short.push((c.idx, uncut, left));
+                    }
+                }
+                // R3: an offer whose budget is used up is not eligible.
+                if left <= Decimal::ZERO {
+                    return;
+                }
+            }
+            if value.is_zero() {
+                return;
+            }
+            if c.reward.is_cash() {
+                // R5: the largest value wins; a tie goes to the smallest id.
+                let better = match best_cash {
+                    None => true,
+                    Some((b, bv)) => value > bv || (value == bv && book.slot(c.idx).offer.id < book.slot(b).offer.id),
+                };
+                if better {
+                    best_cash = Some((c.idx, value));
+                }
+            } else {
+                points.push(Reward { offer: c.idx, status: RewardStatus::Pending, value });
+            }
+        });
         // Exactly as long as needed: the list is kept with the transaction.
-        let mut out = Vec::with_capacity(points.len() + usize::from(cash.is_some()));
-        out.extend(cash.map(|(offer, value)| Reward { offer, status: RewardStatus::Pending, value }));
+        let mut out = Vec::with_capacity(points.len() + usize::from(best_cash.is_some()));
+        out.extend(best_cash.map(|(offer, value)| Reward { offer, status: RewardStatus::Pending, value }));
         out.extend_from_slice(points);
         out
     })
@@ -250,61 +290,6 @@ thread_local! {
     /// The points rewards of the purchase being matched, so that matching
     /// allocates only the transaction's list, at its final length.
     static MATCHED: std::cell::RefCell<Vec<Reward>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// [`match_purchase`]'s body: pushes the points rewards to `points` and
-/// returns the best cash offer, if any.
-fn match_into<B: Budgets>(
-    book: &OfferBook,
-    budgets: &B,
-    p: &Purchase<'_>,
-    occurred_at: chrono::DateTime<chrono::FixedOffset>,
-    card: Option<&CardState>,
-    short: &mut Vec<Shortfall>,
-    out: &mut Vec<Reward>,
-) -> Option<(OfferIdx, Decimal)> {
-    let local = occurred_at.naive_local();
-    let when = When {
-        instant: occurred_at.with_timezone(&Utc),
-        weekday_bit: 1 << local.weekday().num_days_from_monday(),
-        second_of_day: local.num_seconds_from_midnight(),
-    };
-    let mut best_cash: Option<(OfferIdx, Decimal)> = None;
-    book.for_each_candidate(p.money.currency, p.merchant.mid, p.merchant.mcc, p.merchant.country, |c| {
-        if !eligible(book, c, p, &when, card) {
-            return;
-        }
-        let left = c.budgeted.then(|| budgets.left(book, c.idx, Decimal::ZERO));
-        let value = value_of(c.reward, c.max_reward, u32::from(c.value_digits), p.money.amount, left);
-        if let Some(left) = left {
-            if B::MAY_HOLD {
-                let uncut = value_of(c.reward, c.max_reward, u32::from(c.value_digits), p.money.amount, None);
-                if uncut > value {
-                    short.push((c.idx, uncut, left));
-                }
-            }
-            // R3: an offer whose budget is used up is not eligible.
-            if left <= Decimal::ZERO {
-                return;
-            }
-        }
-        if value.is_zero() {
-            return;
-        }
-        if c.reward.is_cash() {
-            // R5: the largest value wins; a tie goes to the smallest id.
-            let better = match best_cash {
-                None => true,
-                Some((b, bv)) => value > bv || (value == bv && book.slot(c.idx).offer.id < book.slot(b).offer.id),
-            };
-            if better {
-                best_cash = Some((c.idx, value));
-            }
-        } else {
-            out.push(Reward { offer: c.idx, status: RewardStatus::Pending, value });
-        }
-    });
-    best_cash
 }
 
 /// The event's identifiers, carried into every record it emits.
@@ -645,9 +630,14 @@ pub struct Engine {
 /// few, hashed once each, and the step each is due.
 #[derive(Debug, Default)]
 pub struct Lookahead<'a> {
-    /// Keys of events `i+1 ..= i+FARTHEST`, at their index modulo the size.
-    ring: [Option<PrefetchKeys<'a>>; 8],
+    /// Keys of the events up to the farthest step ahead, at their index
+    /// modulo [`LOOKAHEAD_RING`].
+    ring: [Option<PrefetchKeys<'a>>; LOOKAHEAD_RING],
 }
+
+/// Slots of [`Lookahead`]'s ring: more than the farthest step ahead.
+const LOOKAHEAD_RING: usize = 8;
+const _: () = assert!(Prefetch::PIPELINE[0].0 < LOOKAHEAD_RING);
 
 impl<'a> Lookahead<'a> {
     /// Before event `i` is applied: takes each coming event's next step of
@@ -656,15 +646,15 @@ impl<'a> Lookahead<'a> {
     #[inline]
     pub fn step(&mut self, engine: &Engine, i: usize, event: impl Fn(usize) -> Option<CardEvent<'a>>) {
         let farthest = Prefetch::PIPELINE[0].0;
-        self.ring[(i + farthest) % 8] = event(i + farthest).as_ref().map(PrefetchKeys::of);
+        self.ring[(i + farthest) % LOOKAHEAD_RING] = event(i + farthest).as_ref().map(PrefetchKeys::of);
         if i == 0 {
             // The first events of a sequence start part of the way along.
             for d in 1..farthest {
-                self.ring[d % 8] = event(d).as_ref().map(PrefetchKeys::of);
+                self.ring[d % LOOKAHEAD_RING] = event(d).as_ref().map(PrefetchKeys::of);
             }
         }
         for (distance, step) in Prefetch::PIPELINE {
-            if let Some(keys) = &self.ring[(i + distance) % 8] {
+            if let Some(keys) = &self.ring[(i + distance) % LOOKAHEAD_RING] {
                 engine.prefetch(step, keys);
             }
         }

@@ -421,8 +421,12 @@ impl TxMap {
     /// The slot of transaction `id`, remembered or not.
     #[inline]
     fn slot(&self, id: &str) -> Option<usize> {
-        let b = id.as_bytes();
-        self.table.find(hash_bytes(b), |e| e.key.as_bytes() == b)
+        self.slot_hashed(id, hash_bytes(id.as_bytes()))
+    }
+
+    #[inline]
+    fn slot_hashed(&self, id: &str, hash: u64) -> Option<usize> {
+        self.table.find(hash, |e| e.key.as_bytes() == id.as_bytes())
     }
 
     #[inline]
@@ -902,8 +906,12 @@ impl CardStore {
 
     #[inline]
     fn slot(&self, token: &str) -> Option<usize> {
-        let t = token.as_bytes();
-        self.cards.find(hash_bytes(t), |(k, _)| k.as_bytes() == t)
+        self.slot_hashed(token, hash_bytes(token.as_bytes()))
+    }
+
+    #[inline]
+    fn slot_hashed(&self, token: &str, hash: u64) -> Option<usize> {
+        self.cards.find(hash, |(k, _)| k.as_bytes() == token.as_bytes())
     }
 
     /// The state of a card, if it has any.
@@ -969,8 +977,7 @@ impl CardStore {
     /// The card of `keys`, found by its hash.
     #[inline]
     fn get_hashed(&self, keys: &PrefetchKeys<'_>) -> Option<&CardState> {
-        let t = keys.card_token.as_bytes();
-        self.cards.find(keys.card, |(k, _)| k.as_bytes() == t).map(|i| &self.cards.get(i).1)
+        self.slot_hashed(keys.card_token, keys.card).map(|i| &self.cards.get(i).1)
     }
 
     /// The transaction of `keys`, found by its hashes (expired or not:
@@ -978,8 +985,8 @@ impl CardStore {
     #[inline]
     pub(crate) fn transaction_hashed(&self, keys: &PrefetchKeys<'_>) -> Option<&Transaction> {
         let (id, hash) = keys.transaction?;
-        let table = &self.get_hashed(keys)?.transactions.table;
-        table.find(hash, |e| e.key.as_bytes() == id.as_bytes()).map(|i| &table.get(i).tx)
+        let transactions = &self.get_hashed(keys)?.transactions;
+        transactions.slot_hashed(id, hash).map(|i| &transactions.table.get(i).tx)
     }
 
     /// Every card, in no particular order.
