@@ -162,6 +162,16 @@ impl<T: Default> Flat<T> {
         self.tags.iter().zip(self.slots.iter()).filter(|(t, _)| **t > DELETED).map(|(_, v)| v)
     }
 
+    /// Prefetches the first line of the tags and of the entries: the
+    /// whole of a small table.
+    #[inline]
+    pub(crate) fn prefetch_start(&self) {
+        if self.len != 0 {
+            prefetch(self.tags.as_ptr());
+            prefetch(self.slots.as_ptr());
+        }
+    }
+
     /// Prefetches the tag and the first `lines` cache lines of the entry
     /// where a look-up of `hash` starts.
     #[inline]
@@ -361,15 +371,36 @@ impl<T> Indexed<T> {
     }
 
     /// Once the probe line of `hash` is near: prefetches `lines` cache
-    /// lines of the entry its first slot names, when the tag matches.
+    /// lines of the entry it names, or, when the key is not there, of the
+    /// place an insert would put it (the end of the entries). Only the
+    /// probe line already asked for is read: a match or an empty slot
+    /// beyond it is not looked for.
     #[inline]
     pub(crate) fn prefetch_entry(&self, hash: u64, lines: usize) {
         if self.probe.is_empty() {
             return;
         }
-        let p = self.probe[hash as usize & self.mask()];
-        if p > 1 && p >> 32 == u64::from(tag_of(hash)) {
-            let entry = (&self.entries[p as u32 as usize] as *const T).cast::<u8>();
+        let (tag, mask) = (u64::from(tag_of(hash)), self.mask());
+        let start = hash as usize & mask;
+        // Slots of the probe line from `start` to the line's end.
+        let in_line = (63 - (&self.probe[start] as *const u64 as usize & 63)) / 8;
+        let line_end = (start + in_line).min(mask);
+        let mut target = None;
+        for p in &self.probe[start..=line_end] {
+            match *p {
+                0 => {
+                    target = Some(self.entries.as_ptr().wrapping_add(self.entries.len()));
+                    break;
+                }
+                p if p >> 32 == tag => {
+                    target = Some(&self.entries[p as u32 as usize] as *const T);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        if let Some(entry) = target {
+            let entry = entry.cast::<u8>();
             for line in 0..lines {
                 prefetch(entry.wrapping_add(line * 64));
             }

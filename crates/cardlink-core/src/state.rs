@@ -127,6 +127,9 @@ pub struct IdSet {
     /// `(offset, day)`: ids from `offset` on were inserted on `day` or
     /// later; offsets and days both increase.
     days: Vec<(u32, i32)>,
+    /// The day of `days`' last mark, `i32::MIN` when it has none: read by
+    /// every insert, and kept here so that it costs no extra cache line.
+    last_day: i32,
 }
 
 impl IdSet {
@@ -169,6 +172,16 @@ impl IdSet {
         crate::flat::prefetch(self.bytes.as_ptr().wrapping_add(self.bytes.len()));
     }
 
+    /// Prefetches the start of a small set (a card's activations), whose
+    /// look-ups are by keys not known ahead.
+    #[inline]
+    pub(crate) fn prefetch_small(&self) {
+        if !self.bytes.is_empty() {
+            self.spans.prefetch_start();
+            crate::flat::prefetch(self.bytes.as_ptr());
+        }
+    }
+
     /// Remembers `id`; false when it was already remembered.
     pub fn insert(&mut self, id: &str) -> bool {
         self.insert_hashed(id, Self::hash(id))
@@ -179,12 +192,14 @@ impl IdSet {
     pub fn insert_on(&mut self, id: &str, day: i32) -> bool {
         // A day mark with no id after it is harmless: the next id of that
         // day falls in it.
-        match self.days.last() {
-            Some(&(_, last)) if last >= day => {}
+        if self.days.is_empty() {
             // The first day also covers ids inserted without one before it
             // (restored from a snapshot): they count from that day.
-            None => self.days.push((self.forgotten, day)),
-            Some(_) => self.days.push((self.bytes_len(), day)),
+            self.days.push((self.forgotten, day));
+            self.last_day = day;
+        } else if self.last_day < day {
+            self.days.push((self.bytes_len(), day));
+            self.last_day = day;
         }
         self.insert_hashed(id, Self::hash(id))
     }
@@ -227,6 +242,7 @@ impl IdSet {
         }
         self.forgotten = self.days.get(k).map_or(self.bytes_len(), |&(offset, _)| offset);
         self.days.drain(..k);
+        self.last_day = self.days.last().map_or(i32::MIN, |&(_, d)| d);
         if self.forgotten as usize * 2 >= self.bytes.len() {
             self.compact();
         }
@@ -957,6 +973,9 @@ impl CardStore {
                 if let Some((_, tx)) = keys.transaction {
                     card.transactions.prefetch(tx);
                 }
+                if keys.merchant.is_some() {
+                    card.activations.prefetch_small();
+                }
                 crate::flat::prefetch(card.live.as_ptr());
             }
             Prefetch::Transaction => {
@@ -1080,6 +1099,10 @@ mod tests {
         seen.forget_before(20);
         assert!(seen.is_empty() && !seen.contains("d10-5"));
         assert!(seen.insert_on("x", 25) && seen.len() == 1);
+        // Once every mark is dropped, the next days are marked afresh.
+        assert!(seen.insert_on("y", 26) && seen.insert_on("z", 26));
+        seen.forget_before(26);
+        assert!(!seen.contains("x") && seen.contains("y") && seen.contains("z"));
     }
 
     #[test]
