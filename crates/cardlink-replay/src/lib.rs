@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 mod framing;
+mod output;
 mod parallel;
 mod summary;
 
@@ -27,8 +28,8 @@ const FLUSH_AT: usize = 256 * 1024;
 pub struct Replayer {
     /// The engine; its state is the run's state.
     pub engine: Engine,
-    rewards: Option<Box<dyn Write>>,
-    dead_letters: Option<Box<dyn Write>>,
+    rewards: Option<Box<dyn Write + Send>>,
+    dead_letters: Option<Box<dyn Write + Send>>,
     reward_buf: Vec<u8>,
     dead_buf: Vec<u8>,
     tally: RewardTally,
@@ -37,7 +38,11 @@ pub struct Replayer {
 impl Replayer {
     /// A replayer over these offers, writing rewards and dead letters where
     /// asked (`None` discards them).
-    pub fn new(book: OfferBook, rewards: Option<Box<dyn Write>>, dead_letters: Option<Box<dyn Write>>) -> Self {
+    pub fn new(
+        book: OfferBook,
+        rewards: Option<Box<dyn Write + Send>>,
+        dead_letters: Option<Box<dyn Write + Send>>,
+    ) -> Self {
         Replayer {
             engine: Engine::new(book),
             rewards,
@@ -142,8 +147,9 @@ impl Replayer {
     /// the number of records read so far.
     ///
     /// Records are read, decoded and validated on a second thread while
-    /// this one applies them in file order and writes the outputs: the
-    /// result is exactly that of [`Replayer::feed`] on each record in turn.
+    /// this one applies them in file order, and reward records are written
+    /// on a third: the result is exactly that of [`Replayer::feed`] on each
+    /// record in turn.
     pub fn run(
         &mut self,
         format: Format,
@@ -152,7 +158,28 @@ impl Replayer {
         progress: impl FnMut(u64),
     ) -> io::Result<()> {
         let dead_letters = self.dead_letters.is_some();
-        parallel::run(format, input, source_name, dead_letters, &mut Applier { replayer: self, source_name, progress })
+        let Some(mut rewards) = self.rewards.take() else {
+            let mut applier = Applier { replayer: self, source_name, progress, queue: None };
+            return parallel::run(format, input, source_name, dead_letters, &mut applier);
+        };
+        // Records of earlier `feed` calls go first.
+        let earlier = rewards.write_all(&self.reward_buf);
+        self.reward_buf.clear();
+        let (result, rewards) = std::thread::scope(|scope| {
+            let (mut queue, writer) = output::spawn(scope, rewards);
+            let result = earlier.and_then(|()| {
+                let mut applier = Applier { replayer: &mut *self, source_name, progress, queue: Some(&mut queue) };
+                parallel::run(format, input, source_name, dead_letters, &mut applier)?;
+                queue.hand_over()
+            });
+            // Hanging up ends the writer once it has written what it has.
+            drop(queue);
+            let (rewards, written) = writer.join().expect("the reward writer does not panic");
+            // The writer's own error says more than the engine's "stopped".
+            (written.and(result), rewards)
+        });
+        self.rewards = Some(rewards);
+        result
     }
 
     /// Writes out what is buffered and returns the ledger and the summary.
@@ -173,6 +200,8 @@ struct Applier<'r, P> {
     replayer: &'r mut Replayer,
     source_name: &'r str,
     progress: P,
+    /// Where reward records go when a writer thread writes them.
+    queue: Option<&'r mut output::RewardQueue>,
 }
 
 impl<P: FnMut(u64)> parallel::Apply for Applier<'_, P> {
@@ -184,14 +213,13 @@ impl<P: FnMut(u64)> parallel::Apply for Applier<'_, P> {
         format: Format,
     ) -> io::Result<()> {
         let r = &mut *self.replayer;
-        let write_rewards = r.rewards.is_some();
-        let buf = &mut r.reward_buf;
         let tally = &mut r.tally;
+        let mut queue = self.queue.as_deref_mut();
         let mut sink = |u: &RewardUpdate<'_>| {
             tally.count(u);
             observe::reward(u);
-            if write_rewards {
-                cardlink_wire::write_reward_json(u, buf);
+            if let Some(queue) = queue.as_deref_mut() {
+                queue.push(u);
             }
         };
         let timer = observe::match_timer();
@@ -214,6 +242,9 @@ impl<P: FnMut(u64)> parallel::Apply for Applier<'_, P> {
             r.dead_letter(rejection, raw.as_ref().ok(), record, || format!("{source_name}:{position}"));
         }
         observe::matched(timer);
+        if let Some(queue) = self.queue.as_deref_mut() {
+            queue.hand_over_full()?;
+        }
         r.flush_full()
     }
 

@@ -197,6 +197,9 @@ pub(crate) fn run<A: Apply>(
         empty_tx.send(Batch::default()).expect("the receiver is here");
     }
     std::thread::scope(|scope| {
+        // Owned here, so that hanging up below also wakes a reader that
+        // waits for an empty batch.
+        let empty_tx = empty_tx;
         scope.spawn(move || read(format, input, source_name, dead_letters, &full_tx, &empty_rx));
         let mut n = 0u64;
         // The reader stops when this side hangs up (an error here).
@@ -238,7 +241,10 @@ pub(crate) fn run<A: Apply>(
             apply.progress(n);
             Ok(())
         })();
+        // An early error leaves the reader blocked on one channel or the
+        // other: hanging up both ends it, and the scope can close.
         drop(full_rx);
+        drop(empty_tx);
         result
     })
 }

@@ -96,3 +96,28 @@ fn broken_frames_and_read_errors_reach_the_caller() {
     let err = r.run(Format::Json, std::io::BufReader::new(Failing), "x", |_| {}).unwrap_err();
     assert!(err.to_string().contains("disk on fire"));
 }
+
+#[test]
+fn a_failing_reward_writer_stops_the_run_with_its_error() {
+    struct Full(usize);
+    impl Write for Full {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.0 < buf.len() {
+                return Err(std::io::Error::other("no space left for rewards"));
+            }
+            self.0 -= buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let config = SimConfig { events: 30_000, ..SimConfig::default() };
+    let offers = parse_offer_file(&serde_json::to_vec(&cardlink_sim::offers(&config)).unwrap()).unwrap();
+    let mut feed = Vec::new();
+    cardlink_sim::write_feed(&config, Format::Protobuf, &mut feed).unwrap();
+    // Room for the first batch of records, not for all of them.
+    let mut r = Replayer::new(OfferBook::new(offers), Some(Box::new(Full(200_000))), None);
+    let err = r.run(Format::Protobuf, &feed[..], "feed", |_| {}).unwrap_err();
+    assert!(err.to_string().contains("no space left for rewards"), "{err}");
+}

@@ -115,7 +115,8 @@ pub(crate) fn backtest(args: BacktestArgs) -> Result<(), Failure> {
         top_pairs: args.top_pairs,
         events: args.events.display().to_string(),
     };
-    let mut backtest = Backtest::new(scenarios, options, create(&args.dead_letters)?);
+    let dead_letters = create(&args.dead_letters)?.map(|w| w as Box<dyn io::Write>);
+    let mut backtest = Backtest::new(scenarios, options, dead_letters);
     let mut progress = Progress::new(!args.quiet && io::stderr().is_terminal());
     let name = args.events.file_name().map_or_else(|| "events".into(), |n| n.to_string_lossy().into_owned());
     backtest

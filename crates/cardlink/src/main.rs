@@ -246,11 +246,11 @@ fn format_of(path: &Path, given: Option<FormatArg>) -> Result<Format, Failure> {
     }
 }
 
-fn create(path: &Option<PathBuf>) -> Result<Option<Box<dyn Write>>, Failure> {
+fn create(path: &Option<PathBuf>) -> Result<Option<Box<dyn Write + Send>>, Failure> {
     path.as_ref()
         .map(|p| {
             File::create(p)
-                .map(|f| Box::new(BufWriter::with_capacity(1 << 20, f)) as Box<dyn Write>)
+                .map(|f| Box::new(BufWriter::with_capacity(1 << 20, f)) as Box<dyn Write + Send>)
                 .with_context(|| format!("cannot create {}", p.display()))
                 .map_err(Failure::Io)
         })
