@@ -3,10 +3,8 @@
 //! makes on top of "no panic" (no card number in a dead letter, counters
 //! that add up, budgets that hold).
 
-use std::cell::RefCell;
 use std::io::{self, Write};
-use std::rc::Rc;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use cardlink_core::{Engine, Offer, OfferBook, Outcome, RawEvent, RewardUpdate, pan, parse_offer_file};
 use cardlink_replay::Replayer;
@@ -54,13 +52,21 @@ pub const EVENTS: &str = concat!(
 "#
 );
 
-/// A writer whose bytes stay readable after it was handed to a replayer.
+/// A writer whose bytes stay readable after it was handed to a replayer
+/// (which may write them from a thread of its own).
 #[derive(Clone, Default)]
-pub struct Shared(pub Rc<RefCell<Vec<u8>>>);
+pub struct Shared(pub Arc<Mutex<Vec<u8>>>);
+
+impl Shared {
+    /// The bytes written so far.
+    pub fn bytes(&self) -> Vec<u8> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
 
 impl Write for Shared {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.borrow_mut().extend_from_slice(buf);
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -144,8 +150,8 @@ pub fn replay_stream(format: Format, stream: &[u8], book: OfferBook) -> Vec<u8> 
     let counted: u64 = ["processed", "duplicate", "rejected"].iter().map(|k| json["events"][k].as_u64().unwrap()).sum();
     assert_eq!(counted, frames, "every record is counted once");
     let _ = summary.to_string();
-    check_dead_letters(&dead.0.borrow());
-    let out = rewards.0.borrow().clone();
+    check_dead_letters(&dead.bytes());
+    let out = rewards.bytes();
     out
 }
 
@@ -157,5 +163,5 @@ pub fn exercise(book: OfferBook) {
     check_budgets(&replayer.engine.book);
     let (ledger, _) = replayer.finish().expect("memory");
     let _ = ledger.to_json_pretty();
-    check_dead_letters(&dead.0.borrow());
+    check_dead_letters(&dead.bytes());
 }
