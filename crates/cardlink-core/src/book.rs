@@ -300,10 +300,18 @@ impl OfferBook {
     pub fn prefetch_candidates(&self, step: Prefetch, keys: &PrefetchKeys<'_>) {
         let Some((currency, mid, hash)) = keys.merchant else { return };
         let Some(ci) = self.index.get(&currency) else { return };
-        let list = || ci.mid_position_hashed(mid, hash).map(|p| &ci.by_mid.get(p).1);
+        // Where the State step found the merchant, or a look-up when the
+        // merchant was filed beyond the probe line it read.
+        let list = || match keys.merchant_at.get() {
+            Some(p) => ci.by_mid.try_get(p).map(|(_, list)| list),
+            None => ci.mid_position_hashed(mid, hash).map(|p| {
+                keys.merchant_at.set(Some(p));
+                &ci.by_mid.get(p).1
+            }),
+        };
         match step {
             Prefetch::Card => ci.by_mid.prefetch(hash),
-            Prefetch::State => ci.by_mid.prefetch_entry(hash, 1),
+            Prefetch::State => keys.merchant_at.set(ci.by_mid.prefetch_entry(hash, 1)),
             Prefetch::Ids => {
                 if let Some(list) = list() {
                     let start = list.as_ptr().cast::<u8>();

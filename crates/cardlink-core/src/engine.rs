@@ -737,7 +737,7 @@ impl Engine {
         self.cards.prefetch(step, keys);
         self.book.prefetch_candidates(step, keys);
         if step == Prefetch::Offers {
-            if let Some(tx) = self.cards.transaction_hashed(keys) {
+            if let Some(tx) = self.cards.transaction_found(keys) {
                 for r in &tx.rewards {
                     self.book.prefetch_slot(r.offer);
                 }

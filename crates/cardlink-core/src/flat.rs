@@ -265,6 +265,13 @@ impl<T> Indexed<T> {
         &mut self.entries[position]
     }
 
+    /// The entry at `position`, if there is one: for hints that remember
+    /// a position across changes to the table.
+    #[inline]
+    pub(crate) fn try_get(&self, position: usize) -> Option<&T> {
+        self.entries.get(position)
+    }
+
     /// Files `value`, which must not be in the table, and returns its
     /// position; `rehash` gives an entry's hash when the probe array grows.
     pub(crate) fn insert_new(&mut self, hash: u64, value: T, rehash: impl Fn(&T) -> u64) -> usize {
@@ -375,17 +382,19 @@ impl<T> Indexed<T> {
     /// place an insert would put it (the end of the entries). Only the
     /// probe line already asked for is read: a match or an empty slot
     /// beyond it is not looked for.
+    /// Returns the position of the entry whose tag matched, if one did
+    /// (a hint: the key itself is not compared).
     #[inline]
-    pub(crate) fn prefetch_entry(&self, hash: u64, lines: usize) {
+    pub(crate) fn prefetch_entry(&self, hash: u64, lines: usize) -> Option<usize> {
         if self.probe.is_empty() {
-            return;
+            return None;
         }
         let (tag, mask) = (u64::from(tag_of(hash)), self.mask());
         let start = hash as usize & mask;
         // Slots of the probe line from `start` to the line's end.
         let in_line = (63 - (&self.probe[start] as *const u64 as usize & 63)) / 8;
         let line_end = (start + in_line).min(mask);
-        let mut target = None;
+        let (mut target, mut found) = (None, None);
         for p in &self.probe[start..=line_end] {
             match *p {
                 0 => {
@@ -393,7 +402,9 @@ impl<T> Indexed<T> {
                     break;
                 }
                 p if p >> 32 == tag => {
-                    target = Some(&self.entries[p as u32 as usize] as *const T);
+                    let position = p as u32 as usize;
+                    target = Some(&self.entries[position] as *const T);
+                    found = Some(position);
                     break;
                 }
                 _ => {}
@@ -405,6 +416,7 @@ impl<T> Indexed<T> {
                 prefetch(entry.wrapping_add(line * 64));
             }
         }
+        found
     }
 }
 

@@ -18,6 +18,7 @@
 //! bounded however long it lives.
 
 use rust_decimal::Decimal;
+use std::cell::Cell;
 
 use crate::book::OfferIdx;
 use crate::event::Money;
@@ -472,8 +473,15 @@ impl TxMap {
 
     /// Once [`TxMap::prefetch`] has answered: prefetches the entry.
     #[inline]
-    pub(crate) fn prefetch_entry(&self, hash: u64) {
-        self.table.prefetch_entry(hash, 2);
+    pub(crate) fn prefetch_entry(&self, hash: u64) -> Option<usize> {
+        self.table.prefetch_entry(hash, 2)
+    }
+
+    /// The transaction at a position [`TxMap::prefetch_entry`] returned,
+    /// if the table still has one there (expired or not: a hint only).
+    #[inline]
+    pub(crate) fn at_position(&self, position: usize) -> Option<&Transaction> {
+        self.table.try_get(position).map(|e| &e.tx)
     }
 
     /// The transaction `id`, if remembered.
@@ -847,8 +855,11 @@ pub enum Prefetch {
 }
 
 /// An event's keys and their hashes, computed once for all the steps of
-/// its prefetch ([`CardStore::prefetch`]).
-#[derive(Debug, Clone, Copy)]
+/// its prefetch ([`CardStore::prefetch`]), and where the steps found its
+/// card, transaction and merchant, so that a later step need not look
+/// them up again. Positions are hints: the tables may change between
+/// steps, and a stale position only prefetches the wrong lines.
+#[derive(Debug, Clone)]
 pub struct PrefetchKeys<'a> {
     card_token: &'a str,
     card: u64,
@@ -856,6 +867,12 @@ pub struct PrefetchKeys<'a> {
     transaction: Option<(&'a str, u64)>,
     /// A purchase's currency, merchant id and the id's hash.
     pub(crate) merchant: Option<(Currency, &'a str, u64)>,
+    /// Position of the card's entry in the card table.
+    card_at: Cell<Option<usize>>,
+    /// Position of the transaction's entry in the card's table.
+    transaction_at: Cell<Option<usize>>,
+    /// Position of the merchant's candidate list in the book's index.
+    pub(crate) merchant_at: Cell<Option<usize>>,
 }
 
 impl<'a> PrefetchKeys<'a> {
@@ -874,6 +891,9 @@ impl<'a> PrefetchKeys<'a> {
             event_id: IdSet::hash(event.event_id),
             transaction: event.transaction_id().map(|t| (t, hash_bytes(t.as_bytes()))),
             merchant,
+            card_at: Cell::new(None),
+            transaction_at: Cell::new(None),
+            merchant_at: Cell::new(None),
         }
     }
 }
@@ -966,9 +986,17 @@ impl CardStore {
             Prefetch::Card => self.cards.prefetch(keys.card),
             // An entry (key and state) spans five to six cache lines,
             // wherever it starts; the first rules read most of them.
-            Prefetch::State => self.cards.prefetch_entry(keys.card, 6),
+            Prefetch::State => keys.card_at.set(self.cards.prefetch_entry(keys.card, 6)),
             Prefetch::Ids => {
-                let Some(card) = self.get_hashed(keys) else { return };
+                let card = match keys.card_at.get() {
+                    Some(at) => self.cards.try_get(at).map(|(_, card)| card),
+                    // Filed beyond the probe line the last step read.
+                    None => self.slot_hashed(keys.card_token, keys.card).map(|at| {
+                        keys.card_at.set(Some(at));
+                        &self.cards.get(at).1
+                    }),
+                };
+                let Some(card) = card else { return };
                 card.seen.prefetch(keys.event_id);
                 if let Some((_, tx)) = keys.transaction {
                     card.transactions.prefetch(tx);
@@ -979,12 +1007,12 @@ impl CardStore {
                 crate::flat::prefetch(card.live.as_ptr());
             }
             Prefetch::Transaction => {
-                if let (Some(card), Some((_, tx))) = (self.get_hashed(keys), keys.transaction) {
-                    card.transactions.prefetch_entry(tx);
+                if let (Some(card), Some((_, tx))) = (self.card_found(keys), keys.transaction) {
+                    keys.transaction_at.set(card.transactions.prefetch_entry(tx));
                 }
             }
             Prefetch::Rewards => {
-                if let Some(tx) = self.transaction_hashed(keys) {
+                if let Some(tx) = self.transaction_found(keys) {
                     crate::flat::prefetch(tx.rewards.as_ptr());
                 }
             }
@@ -993,19 +1021,17 @@ impl CardStore {
         }
     }
 
-    /// The card of `keys`, found by its hash.
+    /// The card an earlier step of `keys` found.
     #[inline]
-    fn get_hashed(&self, keys: &PrefetchKeys<'_>) -> Option<&CardState> {
-        self.slot_hashed(keys.card_token, keys.card).map(|i| &self.cards.get(i).1)
+    fn card_found(&self, keys: &PrefetchKeys<'_>) -> Option<&CardState> {
+        self.cards.try_get(keys.card_at.get()?).map(|(_, card)| card)
     }
 
-    /// The transaction of `keys`, found by its hashes (expired or not:
-    /// only a hint is taken from it).
+    /// The transaction an earlier step of `keys` found (a hint only: the
+    /// position may have changed hands since).
     #[inline]
-    pub(crate) fn transaction_hashed(&self, keys: &PrefetchKeys<'_>) -> Option<&Transaction> {
-        let (id, hash) = keys.transaction?;
-        let transactions = &self.get_hashed(keys)?.transactions;
-        transactions.slot_hashed(id, hash).map(|i| &transactions.table.get(i).tx)
+    pub(crate) fn transaction_found(&self, keys: &PrefetchKeys<'_>) -> Option<&Transaction> {
+        self.card_found(keys)?.transactions.at_position(keys.transaction_at.get()?)
     }
 
     /// Every card, in no particular order.
