@@ -18,17 +18,6 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const EVENTS: usize = 200_000;
 
-#[inline(always)]
-fn prefetch(p: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is a hint; it reads nothing observable and never faults.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
-
 /// About 100 ns of dependent arithmetic: the engine's own work per event.
 #[inline(always)]
 fn compute(seed: u64) -> u64 {
@@ -60,7 +49,7 @@ fn main() {
     for e in 0..EVENTS {
         if ahead > 0 && e + ahead < EVENTS {
             for k in 0..lines {
-                prefetch(buf.as_ptr().wrapping_add(line(e + ahead, k)));
+                cardlink_core::prefetch_hint(buf.as_ptr().wrapping_add(line(e + ahead, k)));
             }
         }
         for k in 0..lines {

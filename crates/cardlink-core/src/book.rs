@@ -302,13 +302,7 @@ impl OfferBook {
         let Some(ci) = self.index.get(&currency) else { return };
         // Where the State step found the merchant, or a look-up when the
         // merchant was filed beyond the probe line it read.
-        let list = || match keys.merchant_at.get() {
-            Some(p) => ci.by_mid.try_get(p).map(|(_, list)| list),
-            None => ci.mid_position_hashed(mid, hash).map(|p| {
-                keys.merchant_at.set(Some(p));
-                &ci.by_mid.get(p).1
-            }),
-        };
+        let list = || ci.by_mid.remembered(&keys.merchant_at, || ci.mid_position_hashed(mid, hash)).map(|(_, l)| l);
         match step {
             Prefetch::Card => ci.by_mid.prefetch(hash),
             Prefetch::State => keys.merchant_at.set(ci.by_mid.prefetch_entry(hash, 1)),

@@ -11,6 +11,8 @@
 //! empty slots; [`Indexed`] keeps large entries densely in a vector and
 //! only their positions beside the tags, so empty slots cost 8 bytes.
 
+use std::cell::Cell;
+
 /// Tag of an empty slot; probing stops at one.
 const EMPTY: u16 = 0;
 /// Tag of a deleted slot; probing goes on past one.
@@ -382,6 +384,7 @@ impl<T> Indexed<T> {
     /// place an insert would put it (the end of the entries). Only the
     /// probe line already asked for is read: a match or an empty slot
     /// beyond it is not looked for.
+    ///
     /// Returns the position of the entry whose tag matched, if one did
     /// (a hint: the key itself is not compared).
     #[inline]
@@ -394,29 +397,35 @@ impl<T> Indexed<T> {
         // Slots of the probe line from `start` to the line's end.
         let in_line = (63 - (&self.probe[start] as *const u64 as usize & 63)) / 8;
         let line_end = (start + in_line).min(mask);
-        let (mut target, mut found) = (None, None);
-        for p in &self.probe[start..=line_end] {
-            match *p {
-                0 => {
-                    target = Some(self.entries.as_ptr().wrapping_add(self.entries.len()));
-                    break;
-                }
-                p if p >> 32 == tag => {
-                    let position = p as u32 as usize;
-                    target = Some(&self.entries[position] as *const T);
-                    found = Some(position);
-                    break;
-                }
-                _ => {}
+        // `Some(None)`: an empty slot, the key is absent.
+        let hit = self.probe[start..=line_end].iter().find_map(|&p| match p {
+            0 => Some(None),
+            p if p >> 32 == tag => Some(Some(p as u32 as usize)),
+            _ => None,
+        })?;
+        let entry = match hit {
+            Some(position) => &self.entries[position] as *const T,
+            None => self.entries.as_ptr().wrapping_add(self.entries.len()),
+        };
+        for line in 0..lines {
+            prefetch(entry.cast::<u8>().wrapping_add(line * 64));
+        }
+        hit
+    }
+
+    /// The entry at the position `at` remembers, or else the one `find`
+    /// finds, remembered in `at` for next time: for the prefetch steps of
+    /// one event, which find an entry once and come back to it.
+    #[inline]
+    pub(crate) fn remembered(&self, at: &Cell<Option<usize>>, find: impl FnOnce() -> Option<usize>) -> Option<&T> {
+        match at.get() {
+            Some(position) => self.try_get(position),
+            None => {
+                let position = find()?;
+                at.set(Some(position));
+                self.try_get(position)
             }
         }
-        if let Some(entry) = target {
-            let entry = entry.cast::<u8>();
-            for line in 0..lines {
-                prefetch(entry.wrapping_add(line * 64));
-            }
-        }
-        found
     }
 }
 

@@ -128,8 +128,8 @@ pub struct IdSet {
     /// `(offset, day)`: ids from `offset` on were inserted on `day` or
     /// later; offsets and days both increase.
     days: Vec<(u32, i32)>,
-    /// The day of `days`' last mark, `i32::MIN` when it has none: read by
-    /// every insert, and kept here so that it costs no extra cache line.
+    /// The day of `days`' last mark (meaningful while there is one): read
+    /// by every insert, and kept here so that it costs no extra cache line.
     last_day: i32,
 }
 
@@ -243,7 +243,9 @@ impl IdSet {
         }
         self.forgotten = self.days.get(k).map_or(self.bytes_len(), |&(offset, _)| offset);
         self.days.drain(..k);
-        self.last_day = self.days.last().map_or(i32::MIN, |&(_, d)| d);
+        if let Some(&(_, d)) = self.days.last() {
+            self.last_day = d;
+        }
         if self.forgotten as usize * 2 >= self.bytes.len() {
             self.compact();
         }
@@ -988,15 +990,9 @@ impl CardStore {
             // wherever it starts; the first rules read most of them.
             Prefetch::State => keys.card_at.set(self.cards.prefetch_entry(keys.card, 6)),
             Prefetch::Ids => {
-                let card = match keys.card_at.get() {
-                    Some(at) => self.cards.try_get(at).map(|(_, card)| card),
-                    // Filed beyond the probe line the last step read.
-                    None => self.slot_hashed(keys.card_token, keys.card).map(|at| {
-                        keys.card_at.set(Some(at));
-                        &self.cards.get(at).1
-                    }),
-                };
-                let Some(card) = card else { return };
+                // Looked up when filed beyond the probe line the last step read.
+                let found = self.cards.remembered(&keys.card_at, || self.slot_hashed(keys.card_token, keys.card));
+                let Some((_, card)) = found else { return };
                 card.seen.prefetch(keys.event_id);
                 if let Some((_, tx)) = keys.transaction {
                     card.transactions.prefetch(tx);
@@ -1094,6 +1090,8 @@ mod tests {
         assert_ne!(copy, IdSet::default());
     }
 
+    /// R2 under a retention (docs/kafka.md, `retention_days`): an id forgotten by day
+    /// is new again.
     #[test]
     fn ids_are_forgotten_by_day_and_memory_is_given_back() {
         let mut seen = IdSet::default();

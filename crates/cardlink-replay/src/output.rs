@@ -15,15 +15,13 @@ use std::sync::mpsc;
 use cardlink_core::{RewardKind, RewardStatus, RewardUpdate};
 use rust_decimal::Decimal;
 
+use crate::parallel::Span;
+
 /// Text bytes at which a batch is handed to the writer.
 const BATCH_TEXT: usize = 128 * 1024;
 
 /// Batches in flight: how far the engine may run ahead of the writer.
 const IN_FLIGHT: usize = 4;
-
-/// Where a string lies in a batch's text.
-#[derive(Debug, Clone, Copy)]
-struct Span(u32, u32);
 
 /// A reward record whose strings live in its batch's text.
 #[derive(Debug, Clone, Copy)]
@@ -49,16 +47,11 @@ impl RewardBatch {
     #[inline]
     fn push(&mut self, u: &RewardUpdate<'_>) {
         let text = &mut self.text;
-        let mut span = |s: &str| {
-            let start = text.len() as u32;
-            text.push_str(s);
-            Span(start, s.len() as u32)
-        };
         let record = PackedReward {
-            offer_id: span(u.offer_id),
-            card_token: span(u.card_token),
-            transaction_id: span(u.transaction_id),
-            event_id: span(u.event_id),
+            offer_id: Span::of(text, u.offer_id),
+            card_token: Span::of(text, u.card_token),
+            transaction_id: Span::of(text, u.transaction_id),
+            event_id: Span::of(text, u.event_id),
             status: u.status,
             kind: u.kind,
             value: u.value,
@@ -69,7 +62,7 @@ impl RewardBatch {
 
     /// Appends every record as a JSON line.
     fn write_json(&self, out: &mut Vec<u8>) {
-        let s = |Span(start, len): Span| &self.text[start as usize..(start + len) as usize];
+        let s = |span: Span| span.str(&self.text);
         for r in &self.records {
             let update = RewardUpdate {
                 offer_id: s(r.offer_id),

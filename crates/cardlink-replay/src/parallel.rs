@@ -30,12 +30,13 @@ const IN_FLIGHT: usize = 4;
 /// How far ahead the engine's thread asks for a record of the batch.
 const PREFETCH_ITEM: usize = 8;
 
-/// Where a string lies in a batch's text or records.
+/// Where a string lies in a batch's text or records (also the reward
+/// batches of [`crate::output`]).
 #[derive(Debug, Clone, Copy)]
-struct Span(u32, u32);
+pub(crate) struct Span(u32, u32);
 
 impl Span {
-    fn of(out: &mut String, s: &str) -> Span {
+    pub(crate) fn of(out: &mut String, s: &str) -> Span {
         let start = out.len() as u32;
         out.push_str(s);
         Span(start, s.len() as u32)
@@ -48,7 +49,7 @@ impl Span {
     }
 
     #[inline]
-    fn str(self, text: &str) -> &str {
+    pub(crate) fn str(self, text: &str) -> &str {
         &text[self.0 as usize..(self.0 + self.1) as usize]
     }
 
