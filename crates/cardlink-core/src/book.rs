@@ -159,11 +159,6 @@ impl CurrencyIndex {
         self.by_mid.find(hash, |(k, _)| k.as_bytes() == mid.as_bytes())
     }
 
-    #[inline]
-    fn mid(&self, mid: &str) -> Option<&Vec<Candidate>> {
-        self.mid_position(mid).map(|p| &self.by_mid.get(p).1)
-    }
-
     fn mid_mut(&mut self, mid: &str) -> &mut Vec<Candidate> {
         let position = match self.mid_position(mid) {
             Some(p) => p,
@@ -276,11 +271,32 @@ impl OfferBook {
         mid: &str,
         mcc: u16,
         country: Option<Country>,
+        f: impl FnMut(&Candidate),
+    ) {
+        self.for_each_candidate_hashed(currency, mid, hash_bytes(mid.as_bytes()), None, mcc, country, f);
+    }
+
+    /// [`OfferBook::for_each_candidate`] given the merchant id's hash and
+    /// where a prefetch step found its list (a hint, checked).
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn for_each_candidate_hashed(
+        &self,
+        currency: Currency,
+        mid: &str,
+        mid_hash: u64,
+        hint: Option<usize>,
+        mcc: u16,
+        country: Option<Country>,
         mut f: impl FnMut(&Candidate),
     ) {
         let Some(ci) = self.index.get(&currency) else { return };
-        if let Some(list) = ci.mid(mid) {
-            list.iter().for_each(&mut f);
+        let position = match hint {
+            Some(p) if ci.by_mid.try_get(p).is_some_and(|(k, _)| k.as_bytes() == mid.as_bytes()) => Some(p),
+            _ => ci.mid_position_hashed(mid, mid_hash),
+        };
+        if let Some(p) = position {
+            ci.by_mid.get(p).1.iter().for_each(&mut f);
         }
         if let Some(list) = ci.by_mcc.get(&mcc) {
             list.iter().for_each(&mut f);

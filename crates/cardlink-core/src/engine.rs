@@ -228,6 +228,7 @@ fn match_purchase<B: Budgets>(
     book: &OfferBook,
     budgets: &B,
     p: &Purchase<'_>,
+    (mid_hash, mid_at): (u64, Option<usize>),
     occurred_at: chrono::DateTime<chrono::FixedOffset>,
     card: Option<&CardState>,
     short: &mut Vec<Shortfall>,
@@ -244,7 +245,8 @@ fn match_purchase<B: Budgets>(
     let mut best_cash: Option<(OfferIdx, Decimal)> = None;
     MATCHED.with_borrow_mut(|points| {
         points.clear();
-        book.for_each_candidate(p.money.currency, p.merchant.mid, p.merchant.mcc, p.merchant.country, |c| {
+        let m = p.merchant;
+        book.for_each_candidate_hashed(p.money.currency, m.mid, mid_hash, mid_at, m.mcc, m.country, |c| {
             if !eligible(book, c, p, &when, card) {
                 return;
             }
@@ -370,20 +372,40 @@ pub fn apply_with<B: Budgets>(
     budgets: &mut B,
     sink: &mut impl RewardSink,
 ) -> Result<Applied, Rejection> {
-    let existing = cards.get_mut(event.card_token);
+    apply_keyed(book, cards, event, &PrefetchKeys::of(event), budgets, sink)
+}
+
+/// [`apply_with`] given the event's keys, `PrefetchKeys::of(event)`, as
+/// the prefetch pipeline hashed them: each key is hashed once per event,
+/// and the card, transaction and merchant are found where the prefetch
+/// steps found them (positions are checked, never trusted).
+pub fn apply_keyed<B: Budgets>(
+    book: &mut OfferBook,
+    cards: &mut CardStore,
+    event: &CardEvent<'_>,
+    keys: &PrefetchKeys<'_>,
+    budgets: &mut B,
+    sink: &mut impl RewardSink,
+) -> Result<Applied, Rejection> {
+    debug_assert!(keys.is_of(event), "the keys of another event");
+    let card_at = cards.position_keyed(keys);
+    let mut existing = card_at.map(|p| cards.at_mut(p));
+    // Where the event's transaction is held, remembered or not: valid until
+    // the card's table changes, which nothing below does before its last use.
+    let tx_at = match (existing.as_deref(), keys.transaction) {
+        (Some(card), Some((id, hash))) => card.transactions.position(id, hash, keys.transaction_at.get()),
+        _ => None,
+    };
     // R1: a clearing must be in its authorization's currency, a refund in
     // its clearing's. Judged before R2, so a mismatch is never a duplicate.
     if let Some(card) = existing.as_deref() {
+        let tx = card.transactions.get_at(tx_at);
         let mismatch = match event.body {
-            EventBody::Clearing(p) => card
-                .transactions
-                .get(p.transaction_id)
+            EventBody::Clearing(p) => tx
                 .and_then(|t| t.auth_currency)
                 .filter(|c| *c != p.money.currency)
                 .map(|c| ("authorization", c, p.money.currency)),
-            EventBody::Refund { transaction_id, money } => card
-                .transactions
-                .get(transaction_id)
+            EventBody::Refund { money, .. } => tx
                 .and_then(|t| t.cleared)
                 .filter(|m| m.currency != money.currency)
                 .map(|m| ("clearing", m.currency, money.currency)),
@@ -396,18 +418,20 @@ pub fn apply_with<B: Budgets>(
                 format!("currency {ours} differs from the {what}'s {theirs}"),
             ));
         }
-        if card.seen.contains(event.event_id) {
+        if card.seen.contains_hashed(keys.event_id, || event.event_id) {
             return Ok(Applied::Duplicate);
         }
     }
     // Decided before anything changes, so that a held event leaves no trace:
     // the rewards of a new transaction (R8, or R9 without authorization),
     // and whether a clearing's re-valuation finds enough budget.
-    let known = |id: &str| existing.as_deref().is_some_and(|c| c.transactions.contains_key(id));
+    let known = existing.as_deref().is_some_and(|c| c.transactions.get_at(tx_at).is_some());
     let mut short = Vec::new();
     let matched = match event.body {
-        EventBody::Authorization(p) | EventBody::Clearing(p) if !known(p.transaction_id) => {
-            Some(match_purchase(book, budgets, &p, event.occurred_at, existing.as_deref(), &mut short))
+        EventBody::Authorization(p) | EventBody::Clearing(p) if !known => {
+            let merchant = keys.merchant.map_or(0, |(_, _, hash)| hash);
+            let merchant = (merchant, keys.merchant_at.get());
+            Some(match_purchase(book, budgets, &p, merchant, event.occurred_at, existing.as_deref(), &mut short))
         }
         EventBody::Clearing(p) => {
             if B::MAY_HOLD {
@@ -424,11 +448,12 @@ pub fn apply_with<B: Budgets>(
     if hold {
         return Ok(Applied::Held);
     }
-    let card = match existing {
+    let card = match existing.take() {
         Some(c) => c,
-        None => cards.get_or_insert(event.card_token),
+        None => cards.insert_keyed(keys),
     };
-    card.begin_event(event.event_id, event.occurred_at);
+    card.begin_event_hashed(event.event_id, keys.event_id, event.occurred_at);
+    let tx = Tx { hash: keys.transaction.map_or(0, |(_, hash)| hash), at: tx_at };
 
     match event.body {
         EventBody::Activation { offer_id } => {
@@ -436,23 +461,27 @@ pub fn apply_with<B: Budgets>(
         }
         EventBody::Authorization(p) => {
             if let Some(matched) = matched {
-                open_transaction(book, budgets, card, event, &p, matched, RewardStatus::Pending, sink);
+                open_transaction(book, budgets, card, event, &p, tx, matched, RewardStatus::Pending, sink);
             }
         }
         EventBody::Clearing(p) => match matched {
-            Some(matched) => open_transaction(book, budgets, card, event, &p, matched, RewardStatus::Confirmed, sink),
-            None => clear(book, budgets, card, event, &p, sink),
+            Some(matched) => {
+                open_transaction(book, budgets, card, event, &p, tx, matched, RewardStatus::Confirmed, sink)
+            }
+            None => clear(book, budgets, card, event, &p, tx, sink),
         },
         EventBody::AuthReversal { transaction_id } => {
             let CardState { transactions, live, .. } = card;
-            if let Some(tx) = transactions.reverse(transaction_id) {
+            if let Some(tx) = transactions.reverse_at(tx.at) {
                 let ctx = Ctx { card_token: event.card_token, transaction_id, event_id: event.event_id };
                 for r in tx.rewards.iter_mut().filter(|r| r.status == RewardStatus::Pending) {
                     set_reward(book, budgets, live, r, RewardStatus::Cancelled, Decimal::ZERO, &ctx, sink);
                 }
             }
         }
-        EventBody::Refund { transaction_id, money } => refund(book, budgets, card, event, transaction_id, money, sink),
+        EventBody::Refund { transaction_id, money } => {
+            refund(book, budgets, card, event, transaction_id, tx, money, sink)
+        }
     }
     card.end_event();
     Ok(Applied::Processed)
@@ -485,6 +514,14 @@ fn clearing_shortfalls(
     }
 }
 
+/// The event's transaction in its card's table: the id's hash, and where
+/// it is held, if it is ([`crate::state::TxMap::position`]).
+#[derive(Clone, Copy)]
+struct Tx {
+    hash: u64,
+    at: Option<usize>,
+}
+
 /// R8, and R9 for a clearing without authorization: a new transaction whose
 /// rewards are decided by R3–R7 and start in `status`.
 #[allow(clippy::too_many_arguments)]
@@ -494,6 +531,7 @@ fn open_transaction(
     card: &mut CardState,
     event: &CardEvent<'_>,
     p: &Purchase<'_>,
+    at: Tx,
     matched: Vec<Reward>,
     status: RewardStatus,
     sink: &mut impl RewardSink,
@@ -507,7 +545,7 @@ fn open_transaction(
         rewards: matched,
     };
     let CardState { transactions, live, .. } = card;
-    let tx = transactions.insert_new(p.transaction_id, tx);
+    let tx = transactions.insert_new_at(p.transaction_id, at.hash, at.at, tx);
     let ctx = Ctx { card_token: event.card_token, transaction_id: p.transaction_id, event_id: event.event_id };
     for r in &mut tx.rewards {
         // Each starts from nothing, so its first record's delta is its value.
@@ -525,9 +563,10 @@ fn clear(
     card: &mut CardState,
     event: &CardEvent<'_>,
     p: &Purchase<'_>,
+    at: Tx,
     sink: &mut impl RewardSink,
 ) {
-    let Some(tx) = card.transactions.get_mut(p.transaction_id) else { return };
+    let Some(tx) = card.transactions.get_mut_at(at.at) else { return };
     let live = &mut card.live;
     if tx.cleared.is_some() {
         return;
@@ -556,11 +595,12 @@ fn refund(
     card: &mut CardState,
     event: &CardEvent<'_>,
     transaction_id: &str,
+    at: Tx,
     money: Money,
     sink: &mut impl RewardSink,
 ) {
     let CardState { transactions, live, .. } = card;
-    let Some(tx) = transactions.get_mut(transaction_id) else { return };
+    let Some(tx) = transactions.get_mut_at(at.at) else { return };
     if !tx.rewards.iter().any(|r| r.status == RewardStatus::Confirmed) {
         return;
     }
@@ -626,13 +666,14 @@ pub struct Engine {
     pub counters: Counters,
 }
 
-/// The prefetch pipeline over a sequence of events: the keys of the next
-/// few, hashed once each, and the step each is due.
+/// The prefetch pipeline over a sequence of events: the next few events,
+/// with their keys hashed once each (for the prefetch steps and for
+/// applying them, [`Engine::apply_keyed`]), and the step each is due.
 #[derive(Debug, Default)]
 pub struct Lookahead<'a> {
-    /// Keys of the events up to the farthest step ahead, at their index
-    /// modulo [`LOOKAHEAD_RING`].
-    ring: [Option<PrefetchKeys<'a>>; LOOKAHEAD_RING],
+    /// The events up to the farthest step ahead, with their keys, at their
+    /// index modulo [`LOOKAHEAD_RING`].
+    ring: [Option<(CardEvent<'a>, PrefetchKeys<'a>)>; LOOKAHEAD_RING],
 }
 
 /// Slots of [`Lookahead`]'s ring: more than the farthest step ahead.
@@ -641,23 +682,31 @@ const _: () = assert!(Prefetch::PIPELINE[0].0 < LOOKAHEAD_RING);
 
 impl<'a> Lookahead<'a> {
     /// Before event `i` is applied: takes each coming event's next step of
-    /// [`Engine::prefetch`]. `event(j)` is the `j`th event of the
+    /// [`Engine::prefetch`], and returns event `i` with its keys (`None`
+    /// when it is not a valid event). `event(j)` is the `j`th event of the
     /// sequence, if there is one and it is a valid event.
     #[inline]
-    pub fn step(&mut self, engine: &Engine, i: usize, event: impl Fn(usize) -> Option<CardEvent<'a>>) {
+    pub fn step(
+        &mut self,
+        engine: &Engine,
+        i: usize,
+        event: impl Fn(usize) -> Option<CardEvent<'a>>,
+    ) -> Option<&(CardEvent<'a>, PrefetchKeys<'a>)> {
         let farthest = Prefetch::PIPELINE[0].0;
-        self.ring[(i + farthest) % LOOKAHEAD_RING] = event(i + farthest).as_ref().map(PrefetchKeys::of);
+        let keyed = |j: usize| event(j).map(|e| (e, PrefetchKeys::of(&e)));
         if i == 0 {
             // The first events of a sequence start part of the way along.
-            for d in 1..farthest {
-                self.ring[d % LOOKAHEAD_RING] = event(d).as_ref().map(PrefetchKeys::of);
+            for d in 0..farthest {
+                self.ring[d % LOOKAHEAD_RING] = keyed(d);
             }
         }
+        self.ring[(i + farthest) % LOOKAHEAD_RING] = keyed(i + farthest);
         for (distance, step) in Prefetch::PIPELINE {
-            if let Some(keys) = &self.ring[(i + distance) % LOOKAHEAD_RING] {
+            if let Some((_, keys)) = &self.ring[(i + distance) % LOOKAHEAD_RING] {
                 engine.prefetch(step, keys);
             }
         }
+        self.ring[i % LOOKAHEAD_RING].as_ref()
     }
 }
 
@@ -691,7 +740,18 @@ impl Engine {
 
     /// Applies a validated event, counting the outcome.
     pub fn apply(&mut self, event: &CardEvent<'_>, sink: &mut impl RewardSink) -> Outcome {
-        match apply(&mut self.book, &mut self.cards, event, sink) {
+        self.apply_keyed(event, &PrefetchKeys::of(event), sink)
+    }
+
+    /// [`Engine::apply`] given the event's keys, `PrefetchKeys::of(event)`,
+    /// as [`Lookahead::step`] returns them with the event.
+    pub fn apply_keyed(
+        &mut self,
+        event: &CardEvent<'_>,
+        keys: &PrefetchKeys<'_>,
+        sink: &mut impl RewardSink,
+    ) -> Outcome {
+        match apply_keyed(&mut self.book, &mut self.cards, event, keys, &mut WholeBudget, sink) {
             Ok(applied) => {
                 self.counters.count_applied(event.kind(), applied);
                 match applied {
@@ -720,9 +780,9 @@ impl Engine {
         mut each: impl FnMut(usize, Outcome),
     ) {
         let mut ahead = Lookahead::default();
-        for (i, event) in events.iter().enumerate() {
-            ahead.step(self, i, |j| events.get(j).copied());
-            let outcome = self.apply(event, sink);
+        for i in 0..events.len() {
+            let (event, keys) = ahead.step(self, i, |j| events.get(j).copied()).expect("every event is valid");
+            let outcome = self.apply_keyed(event, keys, sink);
             each(i, outcome);
         }
     }

@@ -21,7 +21,7 @@ pub mod state;
 pub use book::{OfferBook, OfferIdx};
 pub use engine::{
     Applied, Budgets, Counters, Engine, Lookahead, Outcome, RewardKind, RewardSink, RewardUpdate, WholeBudget, apply,
-    apply_with, reward_value,
+    apply_keyed, apply_with, reward_value,
 };
 pub use event::{
     CardEvent, EventBody, EventKind, Field, MerchantField, Network, RawEvent, RawMerchant, RejectReason, Rejection,

@@ -191,6 +191,12 @@ impl IdSet {
     /// Remembers `id` as seen on `day` (days never go back between calls);
     /// false when it was already remembered.
     pub fn insert_on(&mut self, id: &str, day: i32) -> bool {
+        self.insert_on_hashed(id, Self::hash(id), day)
+    }
+
+    /// [`IdSet::insert_on`] given the id's [`IdSet::hash`].
+    #[inline]
+    pub(crate) fn insert_on_hashed(&mut self, id: &str, hash: u64, day: i32) -> bool {
         // A day mark with no id after it is harmless: the next id of that
         // day falls in it.
         if self.days.is_empty() {
@@ -202,7 +208,7 @@ impl IdSet {
             self.days.push((self.bytes_len(), day));
             self.last_day = day;
         }
-        self.insert_hashed(id, Self::hash(id))
+        self.insert_hashed(id, hash)
     }
 
     fn bytes_len(&self) -> u32 {
@@ -457,13 +463,42 @@ impl TxMap {
     /// applied names it).
     #[inline]
     fn named(&mut self, id: &str) -> Option<&mut TxEntry> {
+        self.named_at(self.slot(id))
+    }
+
+    /// [`TxMap::named`] of the entry at `position` (from [`TxMap::position`]).
+    #[inline]
+    fn named_at(&mut self, position: Option<usize>) -> Option<&mut TxEntry> {
         let (cutoff, today) = (self.cutoff, self.today);
-        let e = self.table.get_mut(self.slot(id)?);
+        let e = self.table.get_mut(position?);
         if e.expired(cutoff) {
             return None;
         }
         e.day = today;
         Some(e)
+    }
+
+    /// Where transaction `id` (hashed `hash`) is held, remembered or not,
+    /// trying the position a prefetch step found first. Valid until the
+    /// table next changes: an insert, or the end of the event.
+    #[inline]
+    pub(crate) fn position(&self, id: &str, hash: u64, hint: Option<usize>) -> Option<usize> {
+        match hint {
+            Some(p) if self.table.try_get(p).is_some_and(|e| e.key.as_bytes() == id.as_bytes()) => Some(p),
+            _ => self.slot_hashed(id, hash),
+        }
+    }
+
+    /// The remembered transaction at `position` (see [`TxMap::position`]).
+    #[inline]
+    pub(crate) fn get_at(&self, position: Option<usize>) -> Option<&Transaction> {
+        Some(&self.table.get(position?)).filter(|e| !e.expired(self.cutoff)).map(|e| &e.tx)
+    }
+
+    /// [`TxMap::get_mut`] at `position` (see [`TxMap::position`]).
+    #[inline]
+    pub(crate) fn get_mut_at(&mut self, position: Option<usize>) -> Option<&mut Transaction> {
+        self.named_at(position).map(|e| &mut e.tx)
     }
 
     /// Prefetches where a look-up of the transaction with id hash `hash`
@@ -509,7 +544,13 @@ impl TxMap {
     /// as reversed (a closed transaction, for retention).
     #[inline]
     pub fn reverse(&mut self, id: &str) -> Option<&mut Transaction> {
-        let e = self.named(id)?;
+        self.reverse_at(self.slot(id))
+    }
+
+    /// [`TxMap::reverse`] at `position` (see [`TxMap::position`]).
+    #[inline]
+    pub(crate) fn reverse_at(&mut self, position: Option<usize>) -> Option<&mut Transaction> {
+        let e = self.named_at(position)?;
         if e.tx.cleared.is_some() {
             return None;
         }
@@ -521,13 +562,26 @@ impl TxMap {
     /// returns the remembered one. A forgotten transaction of that id is
     /// archived and replaced.
     pub fn insert_new(&mut self, id: &str, tx: Transaction) -> &mut Transaction {
+        let hash = hash_bytes(id.as_bytes());
+        self.insert_new_at(id, hash, self.slot_hashed(id, hash), tx)
+    }
+
+    /// [`TxMap::insert_new`] given the id's hash and its
+    /// [`TxMap::position`].
+    pub(crate) fn insert_new_at(
+        &mut self,
+        id: &str,
+        hash: u64,
+        position: Option<usize>,
+        tx: Transaction,
+    ) -> &mut Transaction {
         let rehash = tx_hash;
         if self.table.capacity() == 0 {
             // Skip the first growth steps, as for seen ids.
             self.table.reserve(4, rehash);
         }
         let today = self.today;
-        let slot = match self.slot(id) {
+        let slot = match position {
             Some(slot) => {
                 let e = self.table.get_mut(slot);
                 if e.expired(self.cutoff) {
@@ -538,7 +592,7 @@ impl TxMap {
             }
             None => {
                 let entry = TxEntry { key: InlineKey::new(id), day: today, reversed: false, tx };
-                self.table.insert_new(hash_bytes(id.as_bytes()), entry, rehash)
+                self.table.insert_new(hash, entry, rehash)
             }
         };
         let e = self.table.get_mut(slot);
@@ -789,8 +843,14 @@ impl CardState {
     /// clock before it, up to [`CardState::end_event`].
     #[inline]
     pub fn begin_event(&mut self, event_id: &str, at: chrono::DateTime<chrono::FixedOffset>) {
+        self.begin_event_hashed(event_id, IdSet::hash(event_id), at);
+    }
+
+    /// [`CardState::begin_event`] given the id's [`IdSet::hash`].
+    #[inline]
+    pub(crate) fn begin_event_hashed(&mut self, event_id: &str, hash: u64, at: chrono::DateTime<chrono::FixedOffset>) {
         let day = self.clock.map_or(day_of(at), |c| c.max(day_of(at)));
-        self.seen.insert_on(event_id, day);
+        self.seen.insert_on_hashed(event_id, hash, day);
         self.transactions.begin(day);
         self.clock = Some(day);
     }
@@ -865,14 +925,14 @@ pub enum Prefetch {
 pub struct PrefetchKeys<'a> {
     card_token: &'a str,
     card: u64,
-    event_id: u64,
-    transaction: Option<(&'a str, u64)>,
+    pub(crate) event_id: u64,
+    pub(crate) transaction: Option<(&'a str, u64)>,
     /// A purchase's currency, merchant id and the id's hash.
     pub(crate) merchant: Option<(Currency, &'a str, u64)>,
     /// Position of the card's entry in the card table.
     card_at: Cell<Option<usize>>,
     /// Position of the transaction's entry in the card's table.
-    transaction_at: Cell<Option<usize>>,
+    pub(crate) transaction_at: Cell<Option<usize>>,
     /// Position of the merchant's candidate list in the book's index.
     pub(crate) merchant_at: Cell<Option<usize>>,
 }
@@ -897,6 +957,15 @@ impl<'a> PrefetchKeys<'a> {
             transaction_at: Cell::new(None),
             merchant_at: Cell::new(None),
         }
+    }
+}
+
+impl PrefetchKeys<'_> {
+    /// True when these are the keys of `event` (for debug checks).
+    pub(crate) fn is_of(&self, event: &crate::event::CardEvent<'_>) -> bool {
+        self.card_token == event.card_token
+            && self.event_id == IdSet::hash(event.event_id)
+            && self.transaction.map(|(t, _)| t) == event.transaction_id()
     }
 }
 
@@ -962,6 +1031,30 @@ impl CardStore {
     #[inline]
     pub fn get_mut(&mut self, token: &str) -> Option<&mut CardState> {
         self.slot(token).map(|i| &mut self.cards.get_mut(i).1)
+    }
+
+    /// The state of the card of `keys` (see [`PrefetchKeys::of`]): where a
+    /// prefetch step found it, else looked up by its hash.
+    #[inline]
+    pub(crate) fn position_keyed(&self, keys: &PrefetchKeys<'_>) -> Option<usize> {
+        let token = keys.card_token.as_bytes();
+        match keys.card_at.get() {
+            Some(p) if self.cards.try_get(p).is_some_and(|(k, _)| k.as_bytes() == token) => Some(p),
+            _ => self.slot_hashed(keys.card_token, keys.card),
+        }
+    }
+
+    /// The state at a position [`CardStore::position_keyed`] gave.
+    #[inline]
+    pub(crate) fn at_mut(&mut self, position: usize) -> &mut CardState {
+        &mut self.cards.get_mut(position).1
+    }
+
+    /// A new, empty state for the card of `keys`, which has none.
+    pub(crate) fn insert_keyed(&mut self, keys: &PrefetchKeys<'_>) -> &mut CardState {
+        let state = CardState { retention_days: self.retention_days, ..CardState::default() };
+        let position = self.cards.insert_new(keys.card, (InlineKey::new(keys.card_token), state), card_hash);
+        &mut self.cards.get_mut(position).1
     }
 
     /// The state of a card, created empty when new.

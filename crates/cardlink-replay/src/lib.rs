@@ -208,6 +208,7 @@ impl<P: FnMut(u64)> parallel::Apply for Applier<'_, P> {
     fn event(
         &mut self,
         event: &cardlink_core::CardEvent<'_>,
+        keys: &cardlink_core::PrefetchKeys<'_>,
         record: &[u8],
         position: u64,
         format: Format,
@@ -223,7 +224,7 @@ impl<P: FnMut(u64)> parallel::Apply for Applier<'_, P> {
             }
         };
         let timer = observe::match_timer();
-        let outcome = r.engine.apply(event, &mut sink);
+        let outcome = r.engine.apply_keyed(event, keys, &mut sink);
         if observe::enabled() {
             match &outcome {
                 Outcome::Processed => observe::event_processed(event.kind()),

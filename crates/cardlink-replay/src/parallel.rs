@@ -15,7 +15,7 @@ use std::sync::mpsc;
 
 use cardlink_core::country::Country;
 use cardlink_core::event::{CardEvent, EventBody, Merchant, Money, Network, Purchase, RejectReason, Rejection};
-use cardlink_core::{Engine, Lookahead, RawEvent, validate};
+use cardlink_core::{Engine, Lookahead, PrefetchKeys, RawEvent, validate};
 use cardlink_wire::{Format, decode_card_event, decode_json_event};
 
 use crate::framing::{Frame, RecordReader};
@@ -167,9 +167,17 @@ impl Batch {
 
 /// What the engine's thread does with a batch's records.
 pub(crate) trait Apply {
-    /// A valid event, with its record (for a dead letter should the
-    /// engine reject it) and the record's position in the input.
-    fn event(&mut self, event: &CardEvent<'_>, record: &[u8], position: u64, format: Format) -> io::Result<()>;
+    /// A valid event, with its keys as the prefetch pipeline hashed them
+    /// (for [`Engine::apply_keyed`]), its record (for a dead letter should
+    /// the engine reject it) and the record's position in the input.
+    fn event(
+        &mut self,
+        event: &CardEvent<'_>,
+        keys: &PrefetchKeys<'_>,
+        record: &[u8],
+        position: u64,
+        format: Format,
+    ) -> io::Result<()>;
 
     /// A rejected or undecodable record and its dead letter line (empty
     /// when dead letters are not written).
@@ -222,12 +230,13 @@ pub(crate) fn run<A: Apply>(
                     // Per-card state is far larger than the caches: ask for
                     // a coming event's card entry, then, once that is near,
                     // for what it points to, while this event is applied.
-                    lookahead.step(apply.engine(), i, ahead);
-                    match *item {
-                        Item::Event { event, record, position } => {
-                            apply.event(&event.unpack(&batch.text), record.slice(&batch.records), position, format)?
+                    let keyed = lookahead.step(apply.engine(), i, ahead);
+                    match (*item, keyed) {
+                        (Item::Event { record, position, .. }, Some((event, keys))) => {
+                            apply.event(event, keys, record.slice(&batch.records), position, format)?
                         }
-                        Item::Rejected { reason, line } => apply.rejected(reason, line.slice(&batch.dead))?,
+                        (Item::Rejected { reason, line }, _) => apply.rejected(reason, line.slice(&batch.dead))?,
+                        (Item::Event { .. }, None) => unreachable!("the lookahead holds every valid event"),
                     }
                     n += 1;
                     if n % 65_536 == 0 {
