@@ -28,22 +28,70 @@ pub struct Usage {
 
 /// One offer and its usage.
 ///
-/// In declared order (`repr(C)`): the usage, then the offer's fields that
-/// settling a reward reads (see [`Offer`]), within [`SLOT_HOT_BYTES`].
+/// Aligned to a cache line, whose 64 bytes hold everything that applying a
+/// reward of the offer reads and writes: the usage, the id (in place when
+/// short, as a reward record names it), the reward's kind and whether there
+/// is a budget. At a large catalogue that is one line per reward instead of
+/// three, and no separate read of the id's heap string.
 #[derive(Debug, Clone)]
-#[repr(C)]
+#[repr(C, align(64))]
 pub struct OfferSlot {
     /// Budget usage.
     pub usage: Usage,
-    /// The current definition.
-    pub offer: Offer,
+    /// `offer.id`, kept in place when short.
+    id: InlineKey,
+    /// `RewardKind::of(&offer)`.
+    kind: crate::engine::RewardKind,
+    /// `offer.budget.is_some()`.
+    budgeted: bool,
     /// False once retired: it matches nothing, but its rewards still settle.
     pub active: bool,
+    /// The current definition.
+    pub offer: Offer,
 }
 
-/// The bytes at the start of an [`OfferSlot`] that applying a reward of
-/// the offer reads: the usage, and the offer up to its merchant lists.
-const SLOT_HOT_BYTES: usize = std::mem::offset_of!(OfferSlot, offer) + std::mem::offset_of!(Offer, mids);
+const _: () = assert!(std::mem::offset_of!(OfferSlot, active) < 64, "a reward's fields share the slot's first line");
+
+/// Where the offer's fields that re-valuing a reward reads end in an
+/// [`OfferSlot`] (the offer's fields before its merchant lists).
+const SLOT_RULES_END: usize = std::mem::offset_of!(OfferSlot, offer) + std::mem::offset_of!(Offer, mids);
+
+impl OfferSlot {
+    fn new(offer: Offer) -> Self {
+        OfferSlot {
+            usage: Usage::default(),
+            id: InlineKey::new(&offer.id),
+            kind: crate::engine::RewardKind::of(&offer),
+            budgeted: offer.budget.is_some(),
+            active: true,
+            offer,
+        }
+    }
+
+    /// Replaces the definition, keeping the usage and whether it is active.
+    fn redefine(&mut self, offer: Offer) {
+        let OfferSlot { usage, active, .. } = *self;
+        *self = OfferSlot { usage, active, ..OfferSlot::new(offer) };
+    }
+
+    /// The offer's id (from the slot's first line when short).
+    #[inline]
+    pub fn id(&self) -> &str {
+        self.id.as_str()
+    }
+
+    /// The kind of the offer's rewards.
+    #[inline]
+    pub fn kind(&self) -> crate::engine::RewardKind {
+        self.kind
+    }
+
+    /// True when the offer has a budget (R6).
+    #[inline]
+    pub fn budgeted(&self) -> bool {
+        self.budgeted
+    }
+}
 
 /// What the matcher needs of an offer, copied into the index lists so that
 /// judging the candidates of a purchase reads one contiguous list instead
@@ -194,7 +242,7 @@ impl OfferBook {
         if let Some(&idx) = self.by_id.get(&offer.id) {
             self.unindex(idx);
             let slot = &mut self.slots[idx.0 as usize];
-            slot.offer = offer;
+            slot.redefine(offer);
             // Counted once: replacing an active offer adds none.
             if !slot.active {
                 slot.active = true;
@@ -205,7 +253,7 @@ impl OfferBook {
         }
         let idx = OfferIdx(u32::try_from(self.slots.len()).expect("fewer than 2^32 offers"));
         self.by_id.insert(offer.id.clone(), idx);
-        self.slots.push(OfferSlot { offer, active: true, usage: Usage::default() });
+        self.slots.push(OfferSlot::new(offer));
         self.active += 1;
         self.index_offer(idx);
         idx
@@ -342,14 +390,23 @@ impl OfferBook {
         }
     }
 
-    /// Brings closer the cache lines of an offer's slot that applying a
+    /// Brings closer the cache line of an offer's slot that applying a new
     /// reward of it reads and writes.
     #[inline]
     pub fn prefetch_slot(&self, idx: OfferIdx) {
         if let Some(slot) = self.slots.get(idx.0 as usize) {
-            // The hot bytes span at most this many lines, wherever they start.
+            prefetch(slot as *const OfferSlot);
+        }
+    }
+
+    /// Brings closer the lines of an offer's slot that re-valuing a reward
+    /// of it (a clearing, a refund) reads: the first, and the offer's
+    /// value rule, caps and minimum spend.
+    #[inline]
+    pub fn prefetch_slot_rules(&self, idx: OfferIdx) {
+        if let Some(slot) = self.slots.get(idx.0 as usize) {
             let start = (slot as *const OfferSlot).cast::<u8>();
-            for line in 0..SLOT_HOT_BYTES.div_ceil(64) + 1 {
+            for line in 0..SLOT_RULES_END.div_ceil(64) {
                 prefetch(start.wrapping_add(line * 64));
             }
         }
@@ -454,5 +511,37 @@ mod tests {
         assert_eq!(candidates(&book, "M1"), ["c"]);
         assert_eq!(candidates(&book, "M2"), ["b", "c"]);
         assert_eq!(book.active_len(), 3);
+    }
+
+    /// The copies in a slot's first line (what applying a reward reads)
+    /// follow the definition; the usage stays across a new definition.
+    #[test]
+    fn a_slot_keeps_its_first_line_in_step_with_its_offer() {
+        let long_id = format!("offer-{}", "x".repeat(40));
+        let mut book = OfferBook::new([offer(
+            serde_json::json!({"id": long_id, "currency": "JPY", "reward": {"percent": "5"}, "budget": "100"}),
+        )]);
+        let idx = book.find(&long_id).unwrap();
+        let check = |book: &OfferBook, kind: &str, digits: u32, budgeted: bool| {
+            let slot = book.slot(idx);
+            assert_eq!((slot.id(), &*slot.offer.id), (&*long_id, &*long_id));
+            assert_eq!((slot.kind().as_str(), slot.kind().digits(), slot.budgeted()), (kind, digits, budgeted));
+            assert_eq!(slot.kind(), crate::engine::RewardKind::of(&slot.offer));
+        };
+        check(&book, "CASH", 0, true);
+        book.usage_mut(idx).used = Decimal::from(7);
+        book.upsert(offer(serde_json::json!({"id": long_id, "currency": "JPY", "reward": {"points_per_unit": "2"}})));
+        check(&book, "POINTS", 0, false);
+        assert_eq!(book.slot(idx).usage.used, Decimal::from(7));
+        assert!(book.retire(&long_id));
+        book.upsert(offer(
+            serde_json::json!({"id": long_id, "currency": "KWD", "reward": {"fixed": "1"}, "budget": "9"}),
+        ));
+        check(&book, "CASH", 3, true);
+        assert!(book.slot(idx).active);
+        let short =
+            OfferBook::new([offer(serde_json::json!({"id": "s", "currency": "USD", "reward": {"fixed": "1"}}))]);
+        assert_eq!(short.slot(OfferIdx(0)).id(), "s");
+        assert_eq!(std::mem::align_of::<OfferSlot>(), 64);
     }
 }

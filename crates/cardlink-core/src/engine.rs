@@ -209,7 +209,7 @@ fn eligible(book: &OfferBook, c: &Candidate, p: &Purchase<'_>, when: &When, card
         && c.max_per_card().is_none_or(|max| u64::from(card.map_or(0, |card| card.live_count(c.idx))) < max)
         && (!c.extra_merchant_rules || merchant_rules(&book.slot(c.idx).offer, p))
         && (!c.activation_required
-            || card.is_some_and(|card| card.activations.contains_hashed(c.id_hash, || &book.slot(c.idx).offer.id)))
+            || card.is_some_and(|card| card.activations.contains_hashed(c.id_hash, || book.slot(c.idx).id())))
 }
 
 fn merchant_rules(offer: &Offer, p: &Purchase<'_>) -> bool {
@@ -271,7 +271,7 @@ fn match_purchase<B: Budgets>(
                 // R5: the largest value wins; a tie goes to the smallest id.
                 let better = match best_cash {
                     None => true,
-                    Some((b, bv)) => value > bv || (value == bv && book.slot(c.idx).offer.id < book.slot(b).offer.id),
+                    Some((b, bv)) => value > bv || (value == bv && book.slot(c.idx).id() < book.slot(b).id()),
                 };
                 if better {
                     best_cash = Some((c.idx, value));
@@ -334,18 +334,17 @@ fn set_reward(
         }
         bump_live(live, reward.offer, is_live);
     }
-    let offer = &book.slot(reward.offer).offer;
-    if offer.budget.is_some() && !delta.is_zero() {
+    if book.slot(reward.offer).budgeted() && !delta.is_zero() {
         budgets.spent(book, reward.offer, delta);
     }
-    let offer = &book.slot(reward.offer).offer;
+    let slot = book.slot(reward.offer);
     sink.reward(&RewardUpdate {
-        offer_id: &offer.id,
+        offer_id: slot.id(),
         card_token: ctx.card_token,
         transaction_id: ctx.transaction_id,
         event_id: ctx.event_id,
         status,
-        kind: RewardKind::of(offer),
+        kind: slot.kind(),
         value,
         delta,
     });
@@ -799,7 +798,7 @@ impl Engine {
         if step == Prefetch::Offers {
             if let Some(tx) = self.cards.transaction_found(keys) {
                 for r in &tx.rewards {
-                    self.book.prefetch_slot(r.offer);
+                    self.book.prefetch_slot_rules(r.offer);
                 }
             }
         }

@@ -52,10 +52,11 @@ impl Hours {
 
 /// A validated offer.
 ///
-/// Fields are in declared order (`repr(C)`): those that settling a reward
-/// reads first (id, rule, caps, budget, currency), so that with the usage
-/// before them in [`crate::book::OfferSlot`] they share two cache lines;
-/// the small fields fill what would be padding.
+/// Fields are in declared order (`repr(C)`): those that re-valuing a
+/// reward reads first (rule, budget, caps, minimum spend, currency), so
+/// that in an [`crate::book::OfferSlot`] they follow its first line, which
+/// holds what a new reward reads; the small fields fill what would be
+/// padding.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[repr(C)]
 pub struct Offer {

@@ -68,6 +68,12 @@ pub(crate) enum InlineKey {
     Heap(Box<str>),
 }
 
+impl std::fmt::Debug for InlineKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_str().fmt(f)
+    }
+}
+
 impl Default for InlineKey {
     fn default() -> Self {
         InlineKey::Inline { len: 0, bytes: [0; 22] }
@@ -95,7 +101,7 @@ impl InlineKey {
     }
 
     #[inline]
-    fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         match self {
             // Only ever made from a whole &str (see `new`).
             InlineKey::Inline { .. } => std::str::from_utf8(self.as_bytes()).expect("made from a str"),
