@@ -8,7 +8,9 @@ use crate::book::{Candidate, OfferBook, OfferIdx};
 use crate::event::{CardEvent, EventBody, EventKind, Money, Purchase, RawEvent, RejectReason, Rejection};
 use crate::money::{Currency, round_toward_zero};
 use crate::offer::{Offer, RewardRule};
-use crate::state::{CardState, CardStore, Prefetch, PrefetchKeys, Reward, RewardStatus, Transaction, bump_live};
+use crate::state::{
+    CardState, CardStore, KeyHashes, Prefetch, PrefetchKeys, Reward, RewardStatus, Transaction, bump_live,
+};
 
 /// Whether a reward is cash (in a currency) or points.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -451,7 +453,8 @@ pub fn apply_keyed<B: Budgets>(
         Some(c) => c,
         None => cards.insert_keyed(keys),
     };
-    card.begin_event_hashed(event.event_id, keys.event_id, event.occurred_at);
+    // R2 was judged above: the id is not remembered.
+    card.begin_unseen_event(event.event_id, keys.event_id, event.occurred_at);
     let tx = Tx { hash: keys.transaction.map_or(0, |(_, hash)| hash), at: tx_at };
 
     match event.body {
@@ -588,6 +591,7 @@ fn clear(
 
 /// R11: lowers the net amount and re-values every confirmed reward on it,
 /// never upward.
+#[allow(clippy::too_many_arguments)]
 fn refund(
     book: &mut OfferBook,
     budgets: &mut impl Budgets,
@@ -683,16 +687,17 @@ impl<'a> Lookahead<'a> {
     /// Before event `i` is applied: takes each coming event's next step of
     /// [`Engine::prefetch`], and returns event `i` with its keys (`None`
     /// when it is not a valid event). `event(j)` is the `j`th event of the
-    /// sequence, if there is one and it is a valid event.
+    /// sequence with the hashes of its keys, if there is one and it is a
+    /// valid event.
     #[inline]
     pub fn step(
         &mut self,
         engine: &Engine,
         i: usize,
-        event: impl Fn(usize) -> Option<CardEvent<'a>>,
+        event: impl Fn(usize) -> Option<(CardEvent<'a>, KeyHashes)>,
     ) -> Option<&(CardEvent<'a>, PrefetchKeys<'a>)> {
         let farthest = Prefetch::PIPELINE[0].0;
-        let keyed = |j: usize| event(j).map(|e| (e, PrefetchKeys::of(&e)));
+        let keyed = |j: usize| event(j).map(|(e, hashes)| (e, PrefetchKeys::hashed(&e, hashes)));
         if i == 0 {
             // The first events of a sequence start part of the way along.
             for d in 0..farthest {
@@ -780,7 +785,8 @@ impl Engine {
     ) {
         let mut ahead = Lookahead::default();
         for i in 0..events.len() {
-            let (event, keys) = ahead.step(self, i, |j| events.get(j).copied()).expect("every event is valid");
+            let event = |j: usize| events.get(j).map(|e| (*e, KeyHashes::of(e)));
+            let (event, keys) = ahead.step(self, i, event).expect("every event is valid");
             let outcome = self.apply_keyed(event, keys, sink);
             each(i, outcome);
         }

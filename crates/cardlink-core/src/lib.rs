@@ -30,7 +30,7 @@ pub use event::{
 pub use ledger::Ledger;
 pub use money::Currency;
 pub use offer::{Offer, OfferError, parse_offer, parse_offer_file};
-pub use state::{CardState, CardStore, IdSet, Prefetch, PrefetchKeys, RewardStatus};
+pub use state::{CardState, CardStore, IdSet, KeyHashes, Prefetch, PrefetchKeys, RewardStatus};
 
 /// Asks the processor to bring the cache line holding `p` closer: for an
 /// adapter that knows what the engine will read next. A hint only; it

@@ -203,6 +203,13 @@ impl IdSet {
     /// [`IdSet::insert_on`] given the id's [`IdSet::hash`].
     #[inline]
     pub(crate) fn insert_on_hashed(&mut self, id: &str, hash: u64, day: i32) -> bool {
+        self.mark_day(day);
+        self.insert_hashed(id, hash)
+    }
+
+    /// Ids inserted from now on count from `day` (days never go back).
+    #[inline]
+    fn mark_day(&mut self, day: i32) {
         // A day mark with no id after it is harmless: the next id of that
         // day falls in it.
         if self.days.is_empty() {
@@ -214,7 +221,6 @@ impl IdSet {
             self.days.push((self.bytes_len(), day));
             self.last_day = day;
         }
-        self.insert_hashed(id, hash)
     }
 
     fn bytes_len(&self) -> u32 {
@@ -229,6 +235,26 @@ impl IdSet {
             // Forgotten but still stored: filed again at the end.
             self.spans.remove(slot);
         }
+        self.append(id, hash);
+        true
+    }
+
+    /// [`IdSet::insert_on_hashed`] of an id the caller found not remembered
+    /// ([`IdSet::contains_hashed`]): while nothing is forgotten, the table
+    /// cannot hold it, and is not searched again.
+    #[inline]
+    pub(crate) fn insert_unseen_on_hashed(&mut self, id: &str, hash: u64, day: i32) {
+        debug_assert!(!self.contains_hashed(hash, || id), "an id already remembered");
+        self.mark_day(day);
+        if self.forgotten == 0 {
+            self.append(id, hash);
+        } else {
+            self.insert_hashed(id, hash);
+        }
+    }
+
+    /// Files `id`, which the table does not hold.
+    fn append(&mut self, id: &str, hash: u64) {
         let start = self.bytes_len();
         let len = u32::try_from(id.len()).expect("ids are short");
         let IdSet { bytes, spans, .. } = self;
@@ -242,7 +268,6 @@ impl IdSet {
         bytes.extend_from_slice(id.as_bytes());
         let bytes = &self.bytes;
         self.spans.insert_new(hash, (start, len), |&(s, l)| hash_bytes(&bytes[s as usize..(s + l) as usize]));
-        true
     }
 
     /// Forgets the ids inserted before `day`; ids inserted without a day
@@ -849,14 +874,19 @@ impl CardState {
     /// clock before it, up to [`CardState::end_event`].
     #[inline]
     pub fn begin_event(&mut self, event_id: &str, at: chrono::DateTime<chrono::FixedOffset>) {
-        self.begin_event_hashed(event_id, IdSet::hash(event_id), at);
+        let day = self.clock.map_or(day_of(at), |c| c.max(day_of(at)));
+        self.seen.insert_on(event_id, day);
+        self.transactions.begin(day);
+        self.clock = Some(day);
     }
 
-    /// [`CardState::begin_event`] given the id's [`IdSet::hash`].
+    /// [`CardState::begin_event`] of an event whose id, hashed `hash`
+    /// ([`IdSet::hash`]), the caller found not remembered (R2 judged on
+    /// this state).
     #[inline]
-    pub(crate) fn begin_event_hashed(&mut self, event_id: &str, hash: u64, at: chrono::DateTime<chrono::FixedOffset>) {
+    pub(crate) fn begin_unseen_event(&mut self, event_id: &str, hash: u64, at: chrono::DateTime<chrono::FixedOffset>) {
         let day = self.clock.map_or(day_of(at), |c| c.max(day_of(at)));
-        self.seen.insert_on_hashed(event_id, hash, day);
+        self.seen.insert_unseen_on_hashed(event_id, hash, day);
         self.transactions.begin(day);
         self.clock = Some(day);
     }
@@ -943,21 +973,59 @@ pub struct PrefetchKeys<'a> {
     pub(crate) merchant_at: Cell<Option<usize>>,
 }
 
+/// The hashes of an event's keys ([`PrefetchKeys`]), computable apart from
+/// the engine: the replay's reading thread computes them beside decoding,
+/// so that the engine's thread does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyHashes {
+    card: u64,
+    event_id: u64,
+    /// 0 when the event names no transaction.
+    transaction: u64,
+    /// 0 when the event is not a purchase.
+    merchant: u64,
+}
+
+impl KeyHashes {
+    /// The hashes of `event`'s keys.
+    #[inline]
+    pub fn of(event: &crate::event::CardEvent<'_>) -> Self {
+        let merchant = match event.body {
+            crate::event::EventBody::Authorization(p) | crate::event::EventBody::Clearing(p) => {
+                hash_bytes(p.merchant.mid.as_bytes())
+            }
+            _ => 0,
+        };
+        KeyHashes {
+            card: hash_bytes(event.card_token.as_bytes()),
+            event_id: IdSet::hash(event.event_id),
+            transaction: event.transaction_id().map_or(0, |t| hash_bytes(t.as_bytes())),
+            merchant,
+        }
+    }
+}
+
 impl<'a> PrefetchKeys<'a> {
     /// The keys of `event`.
     #[inline]
     pub fn of(event: &crate::event::CardEvent<'a>) -> Self {
+        Self::hashed(event, KeyHashes::of(event))
+    }
+
+    /// The keys of `event`, whose hashes are `hashes` (`KeyHashes::of(event)`).
+    #[inline]
+    pub fn hashed(event: &crate::event::CardEvent<'a>, hashes: KeyHashes) -> Self {
         let merchant = match event.body {
             crate::event::EventBody::Authorization(p) | crate::event::EventBody::Clearing(p) => {
-                Some((p.money.currency, p.merchant.mid, hash_bytes(p.merchant.mid.as_bytes())))
+                Some((p.money.currency, p.merchant.mid, hashes.merchant))
             }
             _ => None,
         };
         PrefetchKeys {
             card_token: event.card_token,
-            card: hash_bytes(event.card_token.as_bytes()),
-            event_id: IdSet::hash(event.event_id),
-            transaction: event.transaction_id().map(|t| (t, hash_bytes(t.as_bytes()))),
+            card: hashes.card,
+            event_id: hashes.event_id,
+            transaction: event.transaction_id().map(|t| (t, hashes.transaction)),
             merchant,
             card_at: Cell::new(None),
             transaction_at: Cell::new(None),
@@ -969,9 +1037,11 @@ impl<'a> PrefetchKeys<'a> {
 impl PrefetchKeys<'_> {
     /// True when these are the keys of `event` (for debug checks).
     pub(crate) fn is_of(&self, event: &crate::event::CardEvent<'_>) -> bool {
+        let hashes = KeyHashes::of(event);
         self.card_token == event.card_token
-            && self.event_id == IdSet::hash(event.event_id)
-            && self.transaction.map(|(t, _)| t) == event.transaction_id()
+            && (self.card, self.event_id) == (hashes.card, hashes.event_id)
+            && self.transaction == event.transaction_id().map(|t| (t, hashes.transaction))
+            && self.merchant.map(|(_, _, h)| h) == self.merchant.map(|_| hashes.merchant)
     }
 }
 

@@ -15,7 +15,7 @@ use std::sync::mpsc;
 
 use cardlink_core::country::Country;
 use cardlink_core::event::{CardEvent, EventBody, Merchant, Money, Network, Purchase, RejectReason, Rejection};
-use cardlink_core::{Engine, Lookahead, PrefetchKeys, RawEvent, validate};
+use cardlink_core::{Engine, KeyHashes, Lookahead, PrefetchKeys, RawEvent, validate};
 use cardlink_wire::{Format, decode_card_event, decode_json_event};
 
 use crate::framing::{Frame, RecordReader};
@@ -78,9 +78,11 @@ enum PackedBody {
     Activation(Span),
 }
 
-/// A validated event whose strings live in a batch's text.
+/// A validated event whose strings live in a batch's text, with the hashes
+/// of its keys (computed on the reading thread, see [`KeyHashes`]).
 #[derive(Debug, Clone, Copy)]
 struct Packed {
+    hashes: KeyHashes,
     event_id: Span,
     card_token: Span,
     occurred_at: chrono::DateTime<chrono::FixedOffset>,
@@ -98,6 +100,7 @@ impl Packed {
             country: p.merchant.country,
         };
         Packed {
+            hashes: KeyHashes::of(e),
             event_id: Span::of(text, e.event_id),
             card_token: Span::of(text, e.card_token),
             occurred_at: e.occurred_at,
@@ -216,7 +219,7 @@ pub(crate) fn run<A: Apply>(
             for batch in full_rx.iter() {
                 let batch = batch?;
                 let ahead = |i: usize| match batch.items.get(i) {
-                    Some(Item::Event { event, .. }) => Some(event.unpack(&batch.text)),
+                    Some(Item::Event { event, .. }) => Some((event.unpack(&batch.text), event.hashes)),
                     _ => None,
                 };
                 let mut lookahead = Lookahead::default();
