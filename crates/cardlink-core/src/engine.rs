@@ -455,7 +455,7 @@ pub fn apply_keyed<B: Budgets>(
     };
     // R2 was judged above: the id is not remembered.
     card.begin_unseen_event(event.event_id, keys.event_id, event.occurred_at);
-    let tx = Tx { hash: keys.transaction.map_or(0, |(_, hash)| hash), at: tx_at };
+    let tx_key = Tx { hash: keys.transaction.map_or(0, |(_, hash)| hash), at: tx_at };
 
     match event.body {
         EventBody::Activation { offer_id } => {
@@ -463,18 +463,18 @@ pub fn apply_keyed<B: Budgets>(
         }
         EventBody::Authorization(p) => {
             if let Some(matched) = matched {
-                open_transaction(book, budgets, card, event, &p, tx, matched, RewardStatus::Pending, sink);
+                open_transaction(book, budgets, card, event, &p, tx_key, matched, RewardStatus::Pending, sink);
             }
         }
         EventBody::Clearing(p) => match matched {
             Some(matched) => {
-                open_transaction(book, budgets, card, event, &p, tx, matched, RewardStatus::Confirmed, sink)
+                open_transaction(book, budgets, card, event, &p, tx_key, matched, RewardStatus::Confirmed, sink)
             }
-            None => clear(book, budgets, card, event, &p, tx, sink),
+            None => clear(book, budgets, card, event, &p, tx_key, sink),
         },
         EventBody::AuthReversal { transaction_id } => {
             let CardState { transactions, live, .. } = card;
-            if let Some(tx) = transactions.reverse_at(tx.at) {
+            if let Some(tx) = transactions.reverse_at(tx_key.at) {
                 let ctx = Ctx { card_token: event.card_token, transaction_id, event_id: event.event_id };
                 for r in tx.rewards.iter_mut().filter(|r| r.status == RewardStatus::Pending) {
                     set_reward(book, budgets, live, r, RewardStatus::Cancelled, Decimal::ZERO, &ctx, sink);
@@ -482,7 +482,7 @@ pub fn apply_keyed<B: Budgets>(
             }
         }
         EventBody::Refund { transaction_id, money } => {
-            refund(book, budgets, card, event, transaction_id, tx, money, sink)
+            refund(book, budgets, card, event, transaction_id, tx_key, money, sink)
         }
     }
     card.end_event();
@@ -687,8 +687,8 @@ impl<'a> Lookahead<'a> {
     /// Before event `i` is applied: takes each coming event's next step of
     /// [`Engine::prefetch`], and returns event `i` with its keys (`None`
     /// when it is not a valid event). `event(j)` is the `j`th event of the
-    /// sequence with the hashes of its keys, if there is one and it is a
-    /// valid event.
+    /// sequence with the hashes of its keys (`KeyHashes::of` the event:
+    /// they are trusted), if there is one and it is a valid event.
     #[inline]
     pub fn step(
         &mut self,

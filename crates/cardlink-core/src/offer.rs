@@ -52,8 +52,8 @@ impl Hours {
 
 /// A validated offer.
 ///
-/// Fields are in declared order (`repr(C)`): those that re-valuing a
-/// reward reads first (rule, budget, caps, minimum spend, currency), so
+/// Fields are in declared order (`repr(C)`): the id, then those that
+/// re-valuing a reward reads (rule, budget, caps, minimum spend, currency), so
 /// that in an [`crate::book::OfferSlot`] they follow its first line, which
 /// holds what a new reward reads; the small fields fill what would be
 /// padding.

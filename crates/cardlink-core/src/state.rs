@@ -510,8 +510,10 @@ impl TxMap {
     }
 
     /// Where transaction `id` (hashed `hash`) is held, remembered or not,
-    /// trying the position a prefetch step found first. Valid until the
-    /// table next changes: an insert, or the end of the event.
+    /// trying the position a prefetch step found first. Valid until an
+    /// entry next moves: entries move only when one is removed (a sweep at
+    /// the end of an event, [`TxMap::end`]); inserts append, and
+    /// [`TxMap::begin`] only stamps days.
     #[inline]
     pub(crate) fn position(&self, id: &str, hash: u64, hint: Option<usize>) -> Option<usize> {
         match hint {
@@ -1012,9 +1014,10 @@ impl<'a> PrefetchKeys<'a> {
         Self::hashed(event, KeyHashes::of(event))
     }
 
-    /// The keys of `event`, whose hashes are `hashes` (`KeyHashes::of(event)`).
+    /// The keys of `event`, whose hashes are `hashes`, which must be
+    /// `KeyHashes::of(event)`: they are trusted (a debug build checks).
     #[inline]
-    pub fn hashed(event: &crate::event::CardEvent<'a>, hashes: KeyHashes) -> Self {
+    pub(crate) fn hashed(event: &crate::event::CardEvent<'a>, hashes: KeyHashes) -> Self {
         let merchant = match event.body {
             crate::event::EventBody::Authorization(p) | crate::event::EventBody::Clearing(p) => {
                 Some((p.money.currency, p.merchant.mid, hashes.merchant))
@@ -1037,11 +1040,11 @@ impl<'a> PrefetchKeys<'a> {
 impl PrefetchKeys<'_> {
     /// True when these are the keys of `event` (for debug checks).
     pub(crate) fn is_of(&self, event: &crate::event::CardEvent<'_>) -> bool {
-        let hashes = KeyHashes::of(event);
-        self.card_token == event.card_token
-            && (self.card, self.event_id) == (hashes.card, hashes.event_id)
-            && self.transaction == event.transaction_id().map(|t| (t, hashes.transaction))
-            && self.merchant.map(|(_, _, h)| h) == self.merchant.map(|_| hashes.merchant)
+        let of_event = PrefetchKeys::of(event);
+        self.card_token == of_event.card_token
+            && (self.card, self.event_id) == (of_event.card, of_event.event_id)
+            && self.transaction == of_event.transaction
+            && self.merchant == of_event.merchant
     }
 }
 
