@@ -339,11 +339,7 @@ impl OfferBook {
         mut f: impl FnMut(&Candidate),
     ) {
         let Some(ci) = self.index.get(&currency) else { return };
-        let position = match hint {
-            Some(p) if ci.by_mid.try_get(p).is_some_and(|(k, _)| k.as_bytes() == mid.as_bytes()) => Some(p),
-            _ => ci.mid_position_hashed(mid, mid_hash),
-        };
-        if let Some(p) = position {
+        if let Some(p) = ci.by_mid.find_hinted(hint, mid_hash, |(k, _)| k.as_bytes() == mid.as_bytes()) {
             ci.by_mid.get(p).1.iter().for_each(&mut f);
         }
         if let Some(list) = ci.by_mcc.get(&mcc) {

@@ -389,8 +389,7 @@ pub fn apply_keyed<B: Budgets>(
     sink: &mut impl RewardSink,
 ) -> Result<Applied, Rejection> {
     debug_assert!(keys.is_of(event), "the keys of another event");
-    let card_at = cards.position_keyed(keys);
-    let mut existing = card_at.map(|p| cards.at_mut(p));
+    let mut existing = cards.get_mut_keyed(keys);
     // Where the event's transaction is held, remembered or not: valid until
     // the card's table changes, which nothing below does before its last use.
     let tx_at = match (existing.as_deref(), keys.transaction) {

@@ -257,6 +257,16 @@ impl<T> Indexed<T> {
         }
     }
 
+    /// [`Indexed::find`], trying first the position `hint` (where a
+    /// prefetch step found the key): taken only when `eq` holds there.
+    #[inline]
+    pub(crate) fn find_hinted(&self, hint: Option<usize>, hash: u64, eq: impl Fn(&T) -> bool) -> Option<usize> {
+        match hint {
+            Some(p) if self.try_get(p).is_some_and(&eq) => Some(p),
+            _ => self.find(hash, eq),
+        }
+    }
+
     #[inline]
     pub(crate) fn get(&self, position: usize) -> &T {
         &self.entries[position]

@@ -197,14 +197,8 @@ impl IdSet {
     /// Remembers `id` as seen on `day` (days never go back between calls);
     /// false when it was already remembered.
     pub fn insert_on(&mut self, id: &str, day: i32) -> bool {
-        self.insert_on_hashed(id, Self::hash(id), day)
-    }
-
-    /// [`IdSet::insert_on`] given the id's [`IdSet::hash`].
-    #[inline]
-    pub(crate) fn insert_on_hashed(&mut self, id: &str, hash: u64, day: i32) -> bool {
         self.mark_day(day);
-        self.insert_hashed(id, hash)
+        self.insert_hashed(id, Self::hash(id))
     }
 
     /// Ids inserted from now on count from `day` (days never go back).
@@ -239,9 +233,9 @@ impl IdSet {
         true
     }
 
-    /// [`IdSet::insert_on_hashed`] of an id the caller found not remembered
-    /// ([`IdSet::contains_hashed`]): while nothing is forgotten, the table
-    /// cannot hold it, and is not searched again.
+    /// [`IdSet::insert_on`] of an id, hashed `hash`, that the caller found
+    /// not remembered ([`IdSet::contains_hashed`]): while nothing is
+    /// forgotten, the table cannot hold it, and is not searched again.
     #[inline]
     pub(crate) fn insert_unseen_on_hashed(&mut self, id: &str, hash: u64, day: i32) {
         debug_assert!(!self.contains_hashed(hash, || id), "an id already remembered");
@@ -516,10 +510,7 @@ impl TxMap {
     /// [`TxMap::begin`] only stamps days.
     #[inline]
     pub(crate) fn position(&self, id: &str, hash: u64, hint: Option<usize>) -> Option<usize> {
-        match hint {
-            Some(p) if self.table.try_get(p).is_some_and(|e| e.key.as_bytes() == id.as_bytes()) => Some(p),
-            _ => self.slot_hashed(id, hash),
-        }
+        self.table.find_hinted(hint, hash, |e| e.key.as_bytes() == id.as_bytes())
     }
 
     /// The remembered transaction at `position` (see [`TxMap::position`]).
@@ -876,10 +867,8 @@ impl CardState {
     /// clock before it, up to [`CardState::end_event`].
     #[inline]
     pub fn begin_event(&mut self, event_id: &str, at: chrono::DateTime<chrono::FixedOffset>) {
-        let day = self.clock.map_or(day_of(at), |c| c.max(day_of(at)));
+        let day = self.advance_clock(at);
         self.seen.insert_on(event_id, day);
-        self.transactions.begin(day);
-        self.clock = Some(day);
     }
 
     /// [`CardState::begin_event`] of an event whose id, hashed `hash`
@@ -887,10 +876,18 @@ impl CardState {
     /// this state).
     #[inline]
     pub(crate) fn begin_unseen_event(&mut self, event_id: &str, hash: u64, at: chrono::DateTime<chrono::FixedOffset>) {
-        let day = self.clock.map_or(day_of(at), |c| c.max(day_of(at)));
+        let day = self.advance_clock(at);
         self.seen.insert_unseen_on_hashed(event_id, hash, day);
+    }
+
+    /// Moves the clock to the day of an event at `at` (never back), and
+    /// has the transactions it names stamped with that day; returns it.
+    #[inline]
+    fn advance_clock(&mut self, at: chrono::DateTime<chrono::FixedOffset>) -> i32 {
+        let day = self.clock.map_or(day_of(at), |c| c.max(day_of(at)));
         self.transactions.begin(day);
         self.clock = Some(day);
+        day
     }
 
     /// Ends the event [`CardState::begin_event`] started: with a retention,
@@ -1112,21 +1109,13 @@ impl CardStore {
         self.slot(token).map(|i| &mut self.cards.get_mut(i).1)
     }
 
-    /// The state of the card of `keys` (see [`PrefetchKeys::of`]): where a
-    /// prefetch step found it, else looked up by its hash.
+    /// The state of the card of `keys` (see [`PrefetchKeys::of`]), for
+    /// change: where a prefetch step found it, else looked up by its hash.
     #[inline]
-    pub(crate) fn position_keyed(&self, keys: &PrefetchKeys<'_>) -> Option<usize> {
+    pub(crate) fn get_mut_keyed(&mut self, keys: &PrefetchKeys<'_>) -> Option<&mut CardState> {
         let token = keys.card_token.as_bytes();
-        match keys.card_at.get() {
-            Some(p) if self.cards.try_get(p).is_some_and(|(k, _)| k.as_bytes() == token) => Some(p),
-            _ => self.slot_hashed(keys.card_token, keys.card),
-        }
-    }
-
-    /// The state at a position [`CardStore::position_keyed`] gave.
-    #[inline]
-    pub(crate) fn at_mut(&mut self, position: usize) -> &mut CardState {
-        &mut self.cards.get_mut(position).1
+        let position = self.cards.find_hinted(keys.card_at.get(), keys.card, |(k, _)| k.as_bytes() == token)?;
+        Some(&mut self.cards.get_mut(position).1)
     }
 
     /// A new, empty state for the card of `keys`, which has none.
